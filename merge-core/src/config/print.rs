@@ -1,0 +1,106 @@
+//! libxl's JSON layout: yajl 2 with `yajl_gen_beautify` and a 4-space indent.
+//!
+//! Facts (spec §5.2): `{`/`[` then a newline; one member per line at 4 × depth; `"key": value`;
+//! an empty object or array is `{`, newline, newline, indent, `}` (a blank line inside); a final
+//! newline after the top-level value. Strings escape `"`, `\`, `\b`, `\f`, `\n`, `\r`, `\t`, other
+//! bytes below 0x20 as `\u00XX`; `/` is not escaped and everything from 0x7f up is raw.
+
+use serde_json::Value;
+
+/// Prints `value` exactly as libxl's generator would, final newline included.
+pub fn to_libxl_string(value: &Value) -> String {
+    let mut out = String::with_capacity(4096);
+    write_value(&mut out, value, 0);
+    out.push('\n');
+    out
+}
+
+fn indent(out: &mut String, depth: usize) {
+    for _ in 0..depth {
+        out.push_str("    ");
+    }
+}
+
+fn write_value(out: &mut String, value: &Value, depth: usize) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push_str("[\n");
+            if items.is_empty() {
+                out.push('\n');
+            }
+            for (i, item) in items.iter().enumerate() {
+                indent(out, depth + 1);
+                write_value(out, item, depth + 1);
+                if i + 1 < items.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push_str("{\n");
+            if map.is_empty() {
+                out.push('\n');
+            }
+            let n = map.len();
+            for (i, (k, v)) in map.iter().enumerate() {
+                indent(out, depth + 1);
+                write_string(out, k);
+                out.push_str(": ");
+                write_value(out, v, depth + 1);
+                if i + 1 < n {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+    }
+}
+
+/// yajl's string escaping (`yajl_string_encode`).
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_containers_have_a_blank_line() {
+        let v: Value = serde_json::from_str(r#"{"a": {}, "b": [], "c": [0, 1]}"#).unwrap();
+        assert_eq!(
+            to_libxl_string(&v),
+            "{\n    \"a\": {\n\n    },\n    \"b\": [\n\n    ],\n    \"c\": [\n        0,\n        1\n    ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn escapes_like_yajl() {
+        let mut s = String::new();
+        write_string(&mut s, "a/\"\\\n\u{1}\u{7f}é");
+        assert_eq!(s, "\"a/\\\"\\\\\\n\\u0001\u{7f}é\"");
+    }
+}

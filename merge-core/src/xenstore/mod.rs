@@ -1,0 +1,434 @@
+//! An immutable snapshot of xenstore: validated path → node.
+//!
+//! The tree is an `imbl` ordered map, so a clone is O(1) and shares structure, iteration is
+//! sorted and deterministic (never the daemon's creation order), and a subtree is one range
+//! scan. A tree may be partial: a dump of one subtree, or a `grep`-filtered excerpt, has nodes
+//! whose ancestors are absent. Listing children therefore derives them from the keys below, so
+//! an ancestor that was never printed still shows up as a directory.
+
+mod path;
+
+pub use path::{Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
+
+use imbl::OrdMap;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// What one domain may do with a node (`n`, `r`, `w`, `b` in xenstore's notation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    None,
+    Read,
+    Write,
+    Both,
+}
+
+impl Access {
+    pub fn letter(self) -> char {
+        match self {
+            Access::None => 'n',
+            Access::Read => 'r',
+            Access::Write => 'w',
+            Access::Both => 'b',
+        }
+    }
+
+    pub fn from_letter(c: char) -> Option<Access> {
+        Some(match c {
+            'n' => Access::None,
+            'r' => Access::Read,
+            'w' => Access::Write,
+            'b' => Access::Both,
+            _ => return None,
+        })
+    }
+
+    pub fn can_write(self) -> bool {
+        matches!(self, Access::Write | Access::Both)
+    }
+
+    pub fn can_read(self) -> bool {
+        matches!(self, Access::Read | Access::Both)
+    }
+}
+
+/// One entry of a permission list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Perm {
+    pub access: Access,
+    pub domid: u32,
+}
+
+/// A node's permission list. The first entry names the owner and, through its access letter,
+/// what every domain not listed may do. Shared (`Arc`) because most nodes of a dump repeat a
+/// handful of lists.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Perms(Arc<[Perm]>);
+
+impl Perms {
+    /// A list must have at least the owner entry.
+    pub fn new(entries: Vec<Perm>) -> Option<Perms> {
+        if entries.is_empty() {
+            None
+        } else {
+            Some(Perms(entries.into()))
+        }
+    }
+
+    pub fn entries(&self) -> &[Perm] {
+        &self.0
+    }
+
+    pub fn owner(&self) -> u32 {
+        self.0[0].domid
+    }
+
+    /// What `domid` may do, by xenstored's rule: the owner may do anything, a listed domain
+    /// has its entry (the last one that names it wins in 4.17's `perm_for_conn`, which scans
+    /// all entries), everyone else has the owner entry's access. Dom0 is privileged and may
+    /// do anything.
+    pub fn access_for(&self, domid: u32) -> Access {
+        if domid == 0 || domid == self.owner() {
+            return Access::Both;
+        }
+        let mut access = self.0[0].access;
+        for p in &self.0[1..] {
+            if p.domid == domid {
+                access = p.access;
+            }
+        }
+        access
+    }
+
+    /// `n0,r3` as xenstore-ls prints it.
+    pub fn to_xs_string(&self) -> String {
+        let mut s = String::new();
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push(p.access.letter());
+            s.push_str(&p.domid.to_string());
+        }
+        s
+    }
+
+    /// Parses `n0,r3`. Returns `None` unless every entry is a letter and a decimal domid.
+    pub fn parse(s: &str) -> Option<Perms> {
+        let mut v = Vec::new();
+        for part in s.split(',') {
+            let mut chars = part.chars();
+            let access = Access::from_letter(chars.next()?)?;
+            let digits = chars.as_str();
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 10 {
+                return None;
+            }
+            let domid: u32 = digits.parse().ok()?;
+            v.push(Perm { access, domid });
+        }
+        Perms::new(v)
+    }
+}
+
+impl fmt::Debug for Perms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({})", self.to_xs_string())
+    }
+}
+
+/// One xenstore node as a snapshot saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Node {
+    /// The value's bytes. Xenstore values are bytes, not text.
+    pub value: Box<[u8]>,
+    /// The permission list, when the source showed it.
+    pub perms: Option<Perms>,
+    /// The source cut the value (`xenstore-ls` tree output ends such a value in `\...`): `value`
+    /// holds only the printed prefix and must never be taken as the real value.
+    pub truncated: bool,
+    /// The source could not read the value (EACCES: `name:` with no value). `value` is empty.
+    pub unreadable: bool,
+}
+
+impl Node {
+    pub fn new(value: impl Into<Box<[u8]>>) -> Node {
+        Node { value: value.into(), perms: None, truncated: false, unreadable: false }
+    }
+
+    pub fn with_perms(mut self, perms: Option<Perms>) -> Node {
+        self.perms = perms;
+        self
+    }
+
+    /// The value, only if it is complete and readable.
+    pub fn known_value(&self) -> Option<&[u8]> {
+        if self.truncated || self.unreadable {
+            None
+        } else {
+            Some(&self.value)
+        }
+    }
+
+    /// The value as UTF-8 text, only if complete, readable and valid UTF-8.
+    pub fn text(&self) -> Option<&str> {
+        self.known_value().and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// One difference between two trees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added(Path, Node),
+    Removed(Path, Node),
+    Updated { path: Path, old: Node, new: Node },
+}
+
+impl Change {
+    pub fn path(&self) -> &Path {
+        match self {
+            Change::Added(p, _) | Change::Removed(p, _) => p,
+            Change::Updated { path, .. } => path,
+        }
+    }
+}
+
+/// An immutable, cheaply clonable xenstore snapshot.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    nodes: OrdMap<Path, Node>,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Returns a tree with `path` set to `node` (replacing any node there). Ancestors are not
+    /// created: see [`Tree::with_parents`].
+    pub fn insert(&mut self, path: Path, node: Node) -> Option<Node> {
+        self.nodes.insert(path, node)
+    }
+
+    /// Sets `path` and creates every missing ancestor with an empty value and the given
+    /// permissions, as `xenstore-write` does.
+    pub fn insert_with_parents(&mut self, path: Path, node: Node, parent_perms: Option<Perms>) {
+        let mut p = path.parent();
+        while let Some(ancestor) = p {
+            if ancestor.is_root() || self.nodes.contains_key(&ancestor) {
+                break;
+            }
+            let next = ancestor.parent();
+            self.nodes.insert(ancestor, Node::new(Vec::new()).with_perms(parent_perms.clone()));
+            p = next;
+        }
+        self.nodes.insert(path, node);
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// Looks up a path given as text; an invalid path is simply absent.
+    pub fn get_str(&self, path: &str) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// The complete text value at `path`, if present, readable, untruncated and UTF-8.
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.get_str(path).and_then(Node::text)
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.nodes.contains_key(path)
+    }
+
+    /// Whether `path` exists as a node or as the ancestor of one.
+    pub fn exists(&self, path: &Path) -> bool {
+        self.contains(path) || self.has_descendants(path)
+    }
+
+    pub fn has_descendants(&self, path: &Path) -> bool {
+        let start = path.subtree_start();
+        let end = path.subtree_end();
+        self.range_str(&start, &end).next().is_some()
+    }
+
+    /// Removes `path` and everything below it.
+    pub fn remove_subtree(&mut self, path: &Path) -> usize {
+        let doomed: Vec<Path> = self.subtree(path).map(|(p, _)| p.clone()).collect();
+        for p in &doomed {
+            self.nodes.remove(p);
+        }
+        doomed.len()
+    }
+
+    pub fn remove(&mut self, path: &Path) -> Option<Node> {
+        self.nodes.remove(path)
+    }
+
+    /// Every node, sorted by path.
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &Node)> {
+        self.nodes.iter()
+    }
+
+    fn range_str<'a>(&'a self, start: &str, end: &str) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
+        self.nodes.range::<_, str>((Bound::Included(start), Bound::Excluded(end)))
+    }
+
+    /// `path` itself (if present) and every node below it, sorted.
+    pub fn subtree<'a>(&'a self, path: &Path) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
+        let own = self.nodes.get_key_value(path);
+        let start = path.subtree_start();
+        let end = path.subtree_end();
+        own.into_iter().chain(self.nodes.range::<_, str>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
+    }
+
+    /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
+    /// (its own line missing from a partial dump) is listed too.
+    pub fn children(&self, path: &Path) -> Vec<String> {
+        let prefix = path.subtree_start();
+        let end = path.subtree_end();
+        let mut out: Vec<String> = Vec::new();
+        let mut cursor: Bound<String> = Bound::Included(prefix.clone());
+        loop {
+            let lower = match &cursor {
+                Bound::Included(s) => Bound::Included(s.as_str()),
+                Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let next = self.nodes.range::<_, str>((lower, Bound::Excluded(end.as_str()))).next();
+            let Some((key, _)) = next else { break };
+            let rest = &key.as_str()[prefix.len()..];
+            let child = match rest.find('/') {
+                Some(i) => &rest[..i],
+                None => rest,
+            };
+            if out.last().map(String::as_str) != Some(child) {
+                out.push(child.to_string());
+            }
+            // Key order is not child-name order (`b`, `b-c`, `b/x`), hence the sort below.
+            let child_path = format!("{prefix}{child}");
+            // A node that is the child itself: continue right after it (a sibling such as
+            // `b-c` sorts between `b` and `b/x`). A deeper node: skip the child's subtree.
+            cursor = if rest.len() > child.len() {
+                Bound::Included(format!("{child_path}0"))
+            } else {
+                Bound::Excluded(child_path)
+            };
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// A tree holding only `path`'s subtree.
+    pub fn extract(&self, path: &Path) -> Tree {
+        let mut t = Tree::new();
+        for (p, n) in self.subtree(path) {
+            t.nodes.insert(p.clone(), n.clone());
+        }
+        t
+    }
+
+    /// The changes that turn `self` into `other`, sorted by path.
+    pub fn diff(&self, other: &Tree) -> Vec<Change> {
+        use imbl::ordmap::DiffItem;
+        self.nodes
+            .diff(&other.nodes)
+            .map(|item| match item {
+                DiffItem::Add(p, n) => Change::Added(p.clone(), n.clone()),
+                DiffItem::Remove(p, n) => Change::Removed(p.clone(), n.clone()),
+                DiffItem::Update { old, new } => {
+                    Change::Updated { path: old.0.clone(), old: old.1.clone(), new: new.1.clone() }
+                }
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.nodes.iter()).finish()
+    }
+}
+
+impl FromIterator<(Path, Node)> for Tree {
+    fn from_iter<I: IntoIterator<Item = (Path, Node)>>(iter: I) -> Tree {
+        Tree { nodes: iter.into_iter().collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Path {
+        Path::new(s).unwrap()
+    }
+
+    fn tree(paths: &[&str]) -> Tree {
+        paths.iter().map(|s| (p(s), Node::new(s.as_bytes().to_vec()))).collect()
+    }
+
+    #[test]
+    fn children_skip_subtrees_and_keep_dash_siblings() {
+        let t = tree(&["/a/b", "/a/b-c", "/a/b/x", "/a/b/y/z", "/a/c/d", "/a0", "/a-"]);
+        assert_eq!(t.children(&p("/a")), vec!["b", "b-c", "c"]);
+        assert_eq!(t.children(&p("/a/b")), vec!["x", "y"]);
+        assert_eq!(t.children(&Path::root()), vec!["a", "a-", "a0"]);
+        assert!(t.children(&p("/a/b/x")).is_empty());
+    }
+
+    #[test]
+    fn subtree_is_a_range() {
+        let t = tree(&["/a/b", "/a/b-c", "/a/b/x", "/a/b/y/z", "/a/c"]);
+        let got: Vec<&str> = t.subtree(&p("/a/b")).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(got, vec!["/a/b", "/a/b/x", "/a/b/y/z"]);
+        assert!(t.exists(&p("/a/b/y")));
+        assert!(!t.contains(&p("/a/b/y")));
+    }
+
+    #[test]
+    fn diff_reports_every_change() {
+        let a = tree(&["/x", "/y"]);
+        let mut b = a.clone();
+        b.remove(&p("/x"));
+        b.insert(p("/y"), Node::new(b"new".to_vec()));
+        b.insert(p("/z"), Node::new(Vec::new()));
+        let d = a.diff(&b);
+        assert_eq!(d.len(), 3);
+        assert!(matches!(&d[0], Change::Removed(p, _) if p.as_str() == "/x"));
+        assert!(matches!(&d[1], Change::Updated { path, .. } if path.as_str() == "/y"));
+        assert!(matches!(&d[2], Change::Added(p, _) if p.as_str() == "/z"));
+    }
+
+    #[test]
+    fn perms_rules() {
+        let perms = Perms::parse("n1,r0,b5").unwrap();
+        assert_eq!(perms.owner(), 1);
+        assert_eq!(perms.access_for(1), Access::Both);
+        assert_eq!(perms.access_for(5), Access::Both);
+        assert_eq!(perms.access_for(7), Access::None);
+        assert_eq!(perms.to_xs_string(), "n1,r0,b5");
+        assert!(Perms::parse("x1").is_none());
+        assert!(Perms::parse("n").is_none());
+        assert!(Perms::parse("").is_none());
+    }
+
+    #[test]
+    fn insert_with_parents_creates_ancestors() {
+        let mut t = Tree::new();
+        t.insert_with_parents(p("/a/b/c"), Node::new(b"v".to_vec()), None);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.text("/a"), Some(""));
+    }
+}

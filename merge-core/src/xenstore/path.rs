@@ -1,0 +1,225 @@
+//! Validated xenstore paths.
+//!
+//! The rules are xenstored's (`is_valid_nodename` in 4.17): the characters `[A-Za-z0-9_@/-]`,
+//! no empty component (so no `//` and no trailing `/` except the root itself), and at most
+//! [`ABS_PATH_MAX`] bytes for an absolute path or [`REL_PATH_MAX`] for a relative one.
+//! Relative paths appear in dumps taken inside a guest (`device/vbd/51712/state`).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// `XENSTORE_ABS_PATH_MAX`.
+pub const ABS_PATH_MAX: usize = 3072;
+/// `XENSTORE_REL_PATH_MAX`.
+pub const REL_PATH_MAX: usize = 2048;
+
+/// Why a string is not a valid xenstore path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty path")]
+    Empty,
+    #[error("path is {len} bytes, longer than the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("invalid character {ch:?} at byte {offset}")]
+    BadChar { ch: char, offset: usize },
+    #[error("empty path component at byte {offset} (`//` or a trailing `/`)")]
+    EmptyComponent { offset: usize },
+}
+
+/// A validated xenstore path, absolute (`/local/domain/1`) or relative (`device/vbd`).
+///
+/// Cheap to clone. Ordered as plain bytes, which keeps every subtree contiguous: the
+/// descendants of `/a/b` are exactly the keys in `["/a/b/", "/a/b0")`, because `0` is the byte
+/// after `/`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Path(Arc<str>);
+
+impl Path {
+    /// The root, `/`.
+    pub fn root() -> Path {
+        Path(Arc::from("/"))
+    }
+
+    /// Validates `s` by xenstored's rules.
+    pub fn new(s: &str) -> Result<Path, PathError> {
+        validate(s)?;
+        Ok(Path(Arc::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_absolute(&self) -> bool {
+        self.0.starts_with('/')
+    }
+
+    pub fn is_root(&self) -> bool {
+        &*self.0 == "/"
+    }
+
+    /// `self/name`. `name` must be one valid component.
+    pub fn join(&self, name: &str) -> Result<Path, PathError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(PathError::EmptyComponent { offset: self.0.len() + 1 });
+        }
+        let s = if self.is_root() { format!("/{name}") } else { format!("{}/{name}", self.0) };
+        Path::new(&s)
+    }
+
+    /// The parent, or `None` for the root and for a one-component relative path.
+    pub fn parent(&self) -> Option<Path> {
+        if self.is_root() {
+            return None;
+        }
+        match self.0.rfind('/') {
+            Some(0) => Some(Path::root()),
+            Some(i) => Some(Path(Arc::from(&self.0[..i]))),
+            None => None,
+        }
+    }
+
+    /// The last component (`""` for the root).
+    pub fn name(&self) -> &str {
+        match self.0.rfind('/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    /// Whether `self` is `ancestor` or lies below it.
+    pub fn starts_with(&self, ancestor: &Path) -> bool {
+        if ancestor.is_root() {
+            return self.is_absolute();
+        }
+        self.0 == ancestor.0
+            || (self.0.len() > ancestor.0.len()
+                && self.0.starts_with(&*ancestor.0)
+                && self.0.as_bytes()[ancestor.0.len()] == b'/')
+    }
+
+    /// Resolves a relative path against an absolute base; an absolute path is returned as is.
+    pub fn resolve(&self, base: &Path) -> Result<Path, PathError> {
+        if self.is_absolute() {
+            return Ok(self.clone());
+        }
+        let s = if base.is_root() { format!("/{}", self.0) } else { format!("{}/{}", base.0, self.0) };
+        Path::new(&s)
+    }
+
+    /// The components, without the leading `/`.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// The smallest key strictly above every descendant of `self` (and above `self`).
+    pub(crate) fn subtree_end(&self) -> String {
+        if self.is_root() {
+            // Every absolute path starts with '/', the byte after it is '0'.
+            return "0".to_string();
+        }
+        format!("{}0", self.0)
+    }
+
+    /// The first key that can be a strict descendant of `self`.
+    pub(crate) fn subtree_start(&self) -> String {
+        if self.is_root() {
+            return "/".to_string();
+        }
+        format!("{}/", self.0)
+    }
+}
+
+fn validate(s: &str) -> Result<(), PathError> {
+    if s.is_empty() {
+        return Err(PathError::Empty);
+    }
+    let max = if s.starts_with('/') { ABS_PATH_MAX } else { REL_PATH_MAX };
+    if s.len() > max {
+        return Err(PathError::TooLong { len: s.len(), max });
+    }
+    if s == "/" {
+        return Ok(());
+    }
+    let bytes = s.as_bytes();
+    let mut prev_slash = false;
+    for (offset, &b) in bytes.iter().enumerate() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'@' | b'-' => prev_slash = false,
+            b'/' => {
+                if prev_slash {
+                    return Err(PathError::EmptyComponent { offset });
+                }
+                prev_slash = true;
+            }
+            _ => {
+                let ch = s[offset..].chars().next().unwrap_or('\u{fffd}');
+                return Err(PathError::BadChar { ch, offset });
+            }
+        }
+    }
+    if prev_slash {
+        return Err(PathError::EmptyComponent { offset: s.len() - 1 });
+    }
+    Ok(())
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for Path {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Path {
+    type Err = PathError;
+    fn from_str(s: &str) -> Result<Path, PathError> {
+        Path::new(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_xenstored_paths() {
+        for p in ["/", "/local/domain/0", "device/vbd/51712", "@introduceDomain", "/a-b_c/9"] {
+            Path::new(p).unwrap();
+        }
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        assert_eq!(Path::new(""), Err(PathError::Empty));
+        assert!(matches!(Path::new("/a//b"), Err(PathError::EmptyComponent { offset: 3 })));
+        assert!(matches!(Path::new("/a/"), Err(PathError::EmptyComponent { .. })));
+        assert!(matches!(Path::new("/a b"), Err(PathError::BadChar { ch: ' ', offset: 2 })));
+        assert!(matches!(Path::new(&format!("/{}", "a".repeat(3072))), Err(PathError::TooLong { .. })));
+    }
+
+    #[test]
+    fn structure() {
+        let p = Path::new("/local/domain/1").unwrap();
+        assert_eq!(p.parent().unwrap().as_str(), "/local/domain");
+        assert_eq!(Path::new("/local").unwrap().parent().unwrap(), Path::root());
+        assert_eq!(p.name(), "1");
+        assert!(p.starts_with(&Path::new("/local").unwrap()));
+        assert!(!Path::new("/localx").unwrap().starts_with(&Path::new("/local").unwrap()));
+        let rel = Path::new("device/vbd").unwrap();
+        assert_eq!(rel.resolve(&p).unwrap().as_str(), "/local/domain/1/device/vbd");
+        assert_eq!(p.join("name").unwrap().as_str(), "/local/domain/1/name");
+        assert_eq!(Path::root().join("vm").unwrap().as_str(), "/vm");
+    }
+}
