@@ -7,4 +7,5 @@
 //! values in a test. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod hypervisor;
 pub mod xenstore;
