@@ -1,0 +1,459 @@
+//! `libxl_retrieve_domain_configuration` of libxl 4.17.7, step by step (spec §1).
+
+use super::{Inputs, JsonReplica, Outcome, Policy, RetrieveError};
+use crate::config::{DomainConfig, DomainType};
+use crate::cparse;
+use crate::decision::{Action, Class, Decision, Evidence, Provenance, Subject};
+use crate::hypervisor::{HypervisorDomain, Scheduler};
+use crate::libxl_log::{self as log, LogLine};
+use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
+use crate::observe::xs::{Read, XsView};
+use crate::plan::Plan;
+use crate::rules::{json_identity, DeviceKind, IdentityRule, KindRule, MergeRule};
+use serde_json::Value;
+
+/// `LIBXL_MEMKB_DEFAULT`: MemKB's init value, omitted on output.
+pub const MEMKB_DEFAULT: u64 = u64::MAX;
+/// `LIBXL_MAXMEM_CONSTANT`.
+const MAXMEM_CONSTANT: u64 = 1024;
+
+/// The running device model, as `libxl__device_model_version_running` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmVersion {
+    Unknown,
+    QemuXenTraditional,
+    QemuXen,
+    /// An unparsable `dm-version` (-1).
+    Invalid,
+}
+
+pub fn dm_version_running(xs: &XsView<'_>, domid: u32, logs: &mut Vec<LogLine>) -> (DmVersion, Evidence) {
+    let path = format!("/libxl/{domid}/dm-version");
+    let v = xs.value(&path);
+    let ev = Evidence::new(path.clone(), v.clone());
+    let Some(v) = v else { return (DmVersion::QemuXenTraditional, ev) };
+    let version = match v.to_ascii_lowercase().as_str() {
+        "unknown" => DmVersion::Unknown,
+        "qemu_xen_traditional" => DmVersion::QemuXenTraditional,
+        "qemu_xen" => DmVersion::QemuXen,
+        _ => {
+            logs.push(LogLine::new(log::DM_VERSION_WRONG, Some(domid), format!("fatal: {path} contain a wrong value ({v})")));
+            DmVersion::Invalid
+        }
+    };
+    (version, ev)
+}
+
+/// The state of one retrieve while it runs.
+struct Run<'a> {
+    inputs: Inputs<'a>,
+    xs: XsView<'a>,
+    logs: Vec<LogLine>,
+    decisions: Vec<Decision>,
+}
+
+enum Stop {
+    Failed(String),
+    Crash { path: String, reason: String },
+}
+
+impl Run<'_> {
+    fn fail(&mut self, site: log::Site, text: &str) -> Stop {
+        self.logs.push(LogLine::new(site, Some(self.inputs.domid), text));
+        Stop::Failed(text.to_string())
+    }
+}
+
+pub fn retrieve(inputs: Inputs<'_>) -> Outcome {
+    let mut run = Run { inputs, xs: XsView::new(inputs.tree), logs: Vec::new(), decisions: Vec::new() };
+    let config = match run_steps(&mut run) {
+        Ok(c) => Ok(c),
+        Err(Stop::Failed(reason)) => {
+            run.decisions.push(Decision::new(Subject::Domain, "libxl417.retrieve.failed", Class::RetrieveFailed, Action::Failed, reason.clone()));
+            Err(RetrieveError::Failed { reason })
+        }
+        Err(Stop::Crash { path, reason }) => {
+            run.decisions.push(Decision::new(
+                Subject::Domain,
+                "libxl417.retrieve.crash",
+                Class::RetrieveFailed,
+                Action::Failed,
+                format!("libxl would crash: {reason}"),
+            ));
+            Err(RetrieveError::LibxlWouldCrash { path, reason })
+        }
+    };
+    Outcome { domid: inputs.domid, policy: Policy::Libxl417, config, decisions: run.decisions, logs: run.logs, plan: Plan::default() }
+}
+
+/// What libxl's own parser makes of the JSON (fields it cannot read keep their init values).
+fn libxl_parse(cfg: &DomainConfig) -> Result<DomainConfig, Stop> {
+    if cfg.build_type_keys() > 1 {
+        return Err(Stop::Crash {
+            path: "b_info".into(),
+            reason: "two `type.*` keys in b_info: libxl's parser asserts".into(),
+        });
+    }
+    // TODO(config): replace with config::normalize_libxl_417 once it lands.
+    Ok(cfg.clone())
+}
+
+fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
+    let domid = run.inputs.domid;
+    let Some(hv) = run.inputs.host.domain(domid).cloned() else {
+        return Err(Stop::Failed(format!("domain {domid} does not exist")));
+    };
+    // Step 3: read the JSON. Any failure is "Fail to get domain configuration".
+    let parsed = match run.inputs.json {
+        JsonReplica::Present(c) => libxl_parse(c),
+        JsonReplica::Missing => Err(Stop::Failed("no userdata file".into())),
+        JsonReplica::Empty => Err(Stop::Failed("empty userdata file".into())),
+        JsonReplica::Invalid(e) => Err(Stop::Failed(format!("unparsable userdata: {e}"))),
+    };
+    let mut cfg = match parsed {
+        Ok(c) => c,
+        Err(Stop::Failed(_)) => return Err(run.fail(log::GET_CONFIG_FAILED, "Fail to get domain configuration")),
+        Err(crash) => return Err(crash),
+    };
+    let json = cfg.clone();
+    let build_type = json.build_type();
+
+    // Step 5: the QMP query, for HVM with qemu-xen only.
+    let mut qemu_cpus: Option<Vec<u32>> = None;
+    let mut dm_evidence = None;
+    if build_type == Some(DomainType::Hvm) {
+        let (version, ev) = dm_version_running(&run.xs, domid, &mut run.logs);
+        dm_evidence = Some((version, ev));
+        if version == DmVersion::QemuXen {
+            match &hv.qemu_cpus {
+                Some(cpus) => qemu_cpus = Some(cpus.clone()),
+                None => return Err(Stop::Failed("QEMU did not answer query-cpus-fast".into())),
+            }
+        }
+    }
+
+    // Step 7: the name. A missing node "fails" with rc 0: the raw JSON is the result.
+    let name_path = format!("/local/domain/{domid}/name");
+    let Some(name) = run.xs.value(&name_path) else {
+        run.logs.push(LogLine::new(log::NAME_FAILED, Some(domid), "Fail to get domain name"));
+        run.decisions.push(
+            Decision::new(
+                Subject::Field("c_info.name"),
+                "libxl417.name.missing-returns-raw-json",
+                Class::RetrieveFailed,
+                Action::Kept,
+                "the name node is missing: libxl returns the unmerged JSON and reports success",
+            )
+            .with_evidence(vec![Evidence::new(name_path, None)]),
+        );
+        return Ok(cfg);
+    };
+    overwrite(run, &mut cfg, "c_info", "name", Some(Value::from(name.clone())), Provenance::Xenstore(name_path.clone()), vec![Evidence::new(name_path, Some(name))]);
+
+    // Step 8: the uuid, from the hypervisor's domain handle.
+    let uuid = crate::observe::libxl_list::parse_uuid(&hv.uuid).filter(|u| u != "00000000-0000-0000-0000-000000000000");
+    overwrite(run, &mut cfg, "c_info", "uuid", uuid.map(Value::from), Provenance::Hypervisor("domain handle"), vec![]);
+
+    // Step 9: avail_vcpus.
+    avail_vcpus(run, &mut cfg, &json, build_type, dm_evidence, qemu_cpus)?;
+
+    // Step 10: memory.
+    memory(run, &mut cfg, &json)?;
+
+    // Step 11: scheduler parameters.
+    sched_params(run, &mut cfg, &hv)?;
+
+    // Step 12: devices.
+    for rule in DeviceKind::device_type_tbl() {
+        if rule.identity == IdentityRule::None {
+            continue;
+        }
+        merge_kind(run, &mut cfg, rule)?;
+    }
+    Ok(cfg)
+}
+
+fn overwrite(
+    run: &mut Run<'_>,
+    cfg: &mut DomainConfig,
+    section: &'static str,
+    key: &'static str,
+    value: Option<Value>,
+    provenance: Provenance,
+    evidence: Vec<Evidence>,
+) {
+    let field: &'static str = match (section, key) {
+        ("c_info", "name") => "c_info.name",
+        ("c_info", "uuid") => "c_info.uuid",
+        ("b_info", "avail_vcpus") => "b_info.avail_vcpus",
+        ("b_info", "target_memkb") => "b_info.target_memkb",
+        ("b_info", "max_memkb") => "b_info.max_memkb",
+        ("b_info", "sched_params") => "b_info.sched_params",
+        _ => "field",
+    };
+    let old = match section {
+        "c_info" => cfg.c_info().and_then(|o| o.get(key)).cloned(),
+        _ => cfg.b_info().and_then(|o| o.get(key)).cloned(),
+    };
+    let class = if old == value { Class::Consistent } else { Class::Overwritten };
+    run.decisions.push(
+        Decision::new(Subject::Field(field), "libxl417.field.overwrite", class, Action::Overwritten, format!("{field} comes from {provenance}"))
+            .with_json(old)
+            .with_evidence(evidence)
+            .with_provenance(field, provenance),
+    );
+    match section {
+        "c_info" => cfg.set_c_info(key, value),
+        _ => cfg.set_b_info(key, value),
+    }
+}
+
+fn avail_vcpus(
+    run: &mut Run<'_>,
+    cfg: &mut DomainConfig,
+    json: &DomainConfig,
+    build_type: Option<DomainType>,
+    dm: Option<(DmVersion, Evidence)>,
+    qemu_cpus: Option<Vec<u32>>,
+) -> Result<(), Stop> {
+    let domid = run.inputs.domid;
+    let max_vcpus = json.b_info_i64("max_vcpus").filter(|v| i32::try_from(*v).is_ok()).unwrap_or(0) as i32;
+    if max_vcpus < 0 {
+        return Err(Stop::Crash { path: "b_info.max_vcpus".into(), reason: format!("max_vcpus {max_vcpus} becomes a huge unsigned bitmap size") });
+    }
+    // libxl_bitmap_alloc sizes the map in whole bytes; bits beyond are dropped.
+    let capacity = (max_vcpus as u32).div_ceil(8) * 8;
+    let from_xenstore = |run: &mut Run<'_>| -> Result<(Vec<u32>, Vec<Evidence>), Stop> {
+        let mut set = Vec::new();
+        let mut ev = Vec::new();
+        for i in 0..max_vcpus as u32 {
+            let path = format!("/local/domain/{domid}/cpu/{i}/availability");
+            match run.xs.read(&path) {
+                Read::Value(v) => {
+                    if v == "online" {
+                        set.push(i);
+                    }
+                    ev.push(Evidence::new(path, Some(v)));
+                }
+                Read::Absent => ev.push(Evidence::new(path, None)),
+                Read::Error(e) => {
+                    run.logs.push(LogLine::new(log::XS_READ_CHECKED, None, format!("xenstore read failed: `{path}'")).with_errno(e));
+                    return Err(run.fail(log::CPU_MAP_FAILED, "Fail to update available cpu map"));
+                }
+            }
+        }
+        Ok((set, ev))
+    };
+    let (cpus, evidence, provenance) = match build_type {
+        Some(DomainType::Hvm) => {
+            let (version, dm_ev) = dm.expect("HVM reads dm-version first");
+            match version {
+                DmVersion::Unknown => {
+                    return Err(Stop::Crash { path: dm_ev.path, reason: "dm-version `unknown`: libxl asserts".into() })
+                }
+                DmVersion::Invalid => {
+                    return Err(Stop::Crash { path: dm_ev.path, reason: "unparsable dm-version: libxl aborts".into() })
+                }
+                DmVersion::QemuXen => {
+                    let mut v: Vec<u32> = qemu_cpus.unwrap_or_default().into_iter().filter(|c| *c < capacity).collect();
+                    v.sort_unstable();
+                    v.dedup();
+                    (v, vec![dm_ev], Provenance::Qmp)
+                }
+                DmVersion::QemuXenTraditional => {
+                    let (v, mut ev) = from_xenstore(run)?;
+                    ev.insert(0, dm_ev);
+                    (v, ev, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")))
+                }
+            }
+        }
+        Some(DomainType::Pv) | Some(DomainType::Pvh) => {
+            let (v, ev) = from_xenstore(run)?;
+            (v, ev, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")))
+        }
+        _ => {
+            return Err(Stop::Crash { path: "b_info".into(), reason: "no `type.*` key in b_info: libxl aborts".into() });
+        }
+    };
+    let value = if cpus.is_empty() { None } else { Some(Value::Array(cpus.into_iter().map(Value::from).collect())) };
+    overwrite(run, cfg, "b_info", "avail_vcpus", value, provenance, evidence);
+    Ok(())
+}
+
+fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Result<(), Stop> {
+    let domid = run.inputs.domid;
+    let dompath = format!("/local/domain/{domid}");
+    let target_path = format!("{dompath}/memory/target");
+    let max_path = format!("{dompath}/memory/static-max");
+    let errno_of = |r: &Read| match r {
+        Read::Error(e) => *e,
+        _ => log::ENOENT,
+    };
+    let t = run.xs.read(&target_path);
+    let m = run.xs.read(&max_path);
+    let (target, max) = match (&t, &m) {
+        (Read::Value(t), Read::Value(m)) => (t.clone(), m.clone()),
+        (Read::Value(_), _) => {
+            run.logs.push(
+                LogLine::new(log::MEM_NO_STATIC_MAX, Some(domid), format!("Cannot get target memory info from {dompath}/memory/static-max"))
+                    .with_errno(errno_of(&m)),
+            );
+            return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
+        }
+        _ => {
+            run.logs.push(
+                LogLine::new(log::MEM_NO_TARGET, Some(domid), format!("Cannot get target memory info from {dompath}/memory/target"))
+                    .with_errno(errno_of(&t)),
+            );
+            return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
+        }
+    };
+    let Some(target_kb) = cparse::strtoull_whole(target.as_bytes()) else {
+        run.logs.push(
+            LogLine::new(log::MEM_BAD_TARGET, Some(domid), format!("Invalid memory target {target} from {dompath}/memory/target\n"))
+                .with_errno("Success"),
+        );
+        return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
+    };
+    let Some(max_kb) = cparse::strtoull_whole(max.as_bytes()) else {
+        run.logs.push(
+            LogLine::new(log::MEM_BAD_STATIC_MAX, Some(domid), format!("Invalid memory target {max} from {dompath}/memory/static-max\n"))
+                .with_errno("Success"),
+        );
+        return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
+    };
+    // The fudge uses the JSON's values, before max_memkb is overwritten; unsigned 64-bit.
+    let video = json.b_info_u64("video_memkb").unwrap_or(MEMKB_DEFAULT);
+    let json_max = json.b_info_u64("max_memkb").unwrap_or(MEMKB_DEFAULT);
+    let json_target = json.b_info_u64("target_memkb").unwrap_or(MEMKB_DEFAULT);
+    let hvm_term = if json.build_type() == Some(DomainType::Hvm) && json_max > json_target { MAXMEM_CONSTANT } else { 0 };
+    let fudge = video.wrapping_add(hvm_term);
+    let new_target = target_kb.wrapping_add(fudge);
+    let memkb = |v: u64| if v == MEMKB_DEFAULT { None } else { Some(Value::from(v)) };
+    let mut ev_target = vec![Evidence::new(target_path.clone(), Some(target))];
+    if json.b_info_u64("video_memkb").is_none() {
+        ev_target.push(Evidence::new("json:b_info.video_memkb (absent: libxl adds 2^64-1)", None));
+    }
+    overwrite(run, cfg, "b_info", "target_memkb", memkb(new_target), Provenance::Xenstore(target_path), ev_target);
+    overwrite(run, cfg, "b_info", "max_memkb", memkb(max_kb), Provenance::Xenstore(max_path.clone()), vec![Evidence::new(max_path, Some(max))]);
+    Ok(())
+}
+
+fn sched_params(run: &mut Run<'_>, cfg: &mut DomainConfig, hv: &HypervisorDomain) -> Result<(), Stop> {
+    let domid = run.inputs.domid;
+    let Some(sched) = run.inputs.host.pool_schedulers.get(&hv.cpupool).copied() else {
+        run.logs.push(LogLine::new(log::SCHED_UNKNOWN, Some(domid), "Unknown scheduler"));
+        return Err(run.fail(log::SCHED_FAILED, "Fail to get scheduler parameters"));
+    };
+    let mut obj = serde_json::Map::new();
+    obj.insert("sched".into(), sched.as_str().into());
+    let mut put = |k: &str, v: i64| {
+        if v != -1 {
+            obj.insert(k.into(), v.into());
+        }
+    };
+    match sched {
+        Scheduler::Credit | Scheduler::Credit2 => {
+            put("weight", hv.weight);
+            put("cap", hv.cap);
+        }
+        Scheduler::Rtds => {
+            put("period", hv.rtds_period);
+            put("budget", hv.rtds_budget);
+        }
+        Scheduler::Null => {}
+        Scheduler::Sedf => {
+            run.logs.push(LogLine::new(log::SCHED_SEDF, Some(domid), "SEDF scheduler no longer available"));
+            return Err(run.fail(log::SCHED_FAILED, "Fail to get scheduler parameters"));
+        }
+        Scheduler::Arinc653 => {
+            run.logs.push(LogLine::new(log::SCHED_UNKNOWN, Some(domid), "Unknown scheduler"));
+            return Err(run.fail(log::SCHED_FAILED, "Fail to get scheduler parameters"));
+        }
+    }
+    overwrite(run, cfg, "b_info", "sched_params", Some(Value::Object(obj)), Provenance::Hypervisor("cpupool scheduler"), vec![]);
+    Ok(())
+}
+
+/// The MERGE loop for one kind: keep JSON entries whose identity libxl finds in xenstore,
+/// drop the rest with a warning, ignore xenstore-only devices silently.
+fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) -> Result<(), Stop> {
+    let domid = run.inputs.domid;
+    let array = rule.array.expect("table kinds have a JSON array");
+    let listing = libxl_list(&run.xs, domid, rule);
+    let (xs_devices, failure): (Vec<XsDevice>, Option<(String, String)>) = match listing {
+        Listing::Devices(d) => (d, None),
+        Listing::Failed { path, reason, logs } => {
+            run.logs.extend(logs);
+            (Vec::new(), Some((path, reason)))
+        }
+        Listing::Crash { path, reason } => return Err(Stop::Crash { path, reason }),
+        Listing::NotListed => return Ok(()),
+    };
+    if xs_devices.is_empty() {
+        run.logs.push(LogLine::new(log::NO_DEVICES_FROM_XENSTORE, Some(domid), format!("No {} from xenstore", rule.xs_kind)));
+    }
+    let entries = cfg.devices(array).to_vec();
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut matched = vec![false; xs_devices.len()];
+    for (i, entry) in entries.into_iter().enumerate() {
+        let key = json_identity(rule, &entry, i);
+        if rule.identity == IdentityRule::Vdev && key == crate::rules::IdentityKey::Vdev(None) && !xs_devices.is_empty() {
+            return Err(Stop::Crash { path: format!("{}[{i}]", array.key()), reason: "a disk without vdev: libxl strcmp()s a NULL pointer".into() });
+        }
+        let found = xs_devices.iter().position(|d| d.key == key);
+        let subject = Subject::Device { kind: rule.kind, key: key.clone() };
+        match found {
+            Some(j) => {
+                matched[j] = true;
+                let dev = &xs_devices[j];
+                let mut entry = entry;
+                let mut action = Action::Kept;
+                let mut d = Decision::new(subject, "libxl417.device.found", Class::Consistent, Action::Kept, format!("found in xenstore at {}", dev.record_path))
+                    .with_json(Some(entry.clone()))
+                    .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]);
+                if rule.merge == MergeRule::DiskMedia && dev.removable != 0 && dev.pdev_path.as_deref().is_none_or(str::is_empty) {
+                    if let Some(obj) = entry.as_object_mut() {
+                        crate::config::set_in_order(obj, "device_disk", "pdev_path", Value::from(""));
+                        crate::config::set_in_order(obj, "device_disk", "format", Value::from("empty"));
+                    }
+                    action = Action::Merged;
+                    d.reason = "removable disk with no medium in xenstore: pdev_path and format blanked".into();
+                    d = d.with_provenance("pdev_path", Provenance::Xenstore(format!("{}/params", dev.record_path)));
+                }
+                d.action = action;
+                run.decisions.push(d);
+                kept.push(entry);
+            }
+            None => {
+                let line = LogLine::new(log::JSON_ONLY_DEVICE, Some(domid), "Device present in JSON but not in xenstore, ignored");
+                run.logs.push(line.clone());
+                let reason = match &failure {
+                    Some((p, why)) => format!("libxl could not list any {} from xenstore ({why} at {p})", rule.kind),
+                    None => "no xenstore record with this identity".into(),
+                };
+                run.decisions.push(
+                    Decision::new(subject, "libxl417.device.json-only-dropped", Class::JsonOnly, Action::Dropped, reason)
+                        .with_json(Some(entry))
+                        .with_log(line),
+                );
+            }
+        }
+    }
+    for (dev, m) in xs_devices.iter().zip(matched) {
+        if !m && rule.kind != DeviceKind::Usbdev {
+            run.decisions.push(
+                Decision::new(
+                    Subject::Device { kind: rule.kind, key: dev.key.clone() },
+                    "libxl417.device.xenstore-only-ignored",
+                    Class::XenstoreOnly,
+                    Action::Ignored,
+                    "present in xenstore but not in the JSON: libxl ignores it silently",
+                )
+                .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]),
+            );
+        }
+    }
+    cfg.set_devices(array, kept);
+    Ok(())
+}
