@@ -7,5 +7,14 @@
 //! values in a test. See ARCHITECTURE.md.
 
 pub mod config;
+pub mod cparse;
+pub mod decision;
 pub mod hypervisor;
+pub mod libxl_log;
+pub mod observe;
+pub mod plan;
+pub mod reconcile;
+pub mod rules;
 pub mod xenstore;
+#[cfg(feature = "testkit")]
+pub mod testkit;
