@@ -381,3 +381,92 @@ mod tests {
         assert_eq!(json_identity(DeviceKind::Nic.rule(), &e, 0), IdentityKey::Devid(-1));
     }
 }
+
+/// libxl's `libxl__device_disk_dev_number`: the devid (xenstore directory name) of a `vdev`.
+/// `None` where libxl returns -1.
+pub fn disk_devid(vdev: &str) -> Option<i64> {
+    // Drive letters in base 26 (`a`..`z`, `aa`..), then an optional partition without
+    // leading zeros.
+    fn letters(rest: &str, max_index: i64, max_part: i64) -> Option<(i64, i64)> {
+        let b = rest.as_bytes();
+        let mut index: i64 = -1;
+        let mut i = 0;
+        while i < b.len() && b[i].is_ascii_lowercase() {
+            index = (index + 1) * 26 + (b[i] - b'a') as i64;
+            if index > max_index {
+                return None;
+            }
+            i += 1;
+        }
+        let tail = &rest[i..];
+        if tail.is_empty() {
+            return Some((index, 0));
+        }
+        if tail.starts_with('0') || !tail.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let part: i64 = tail.parse().ok()?;
+        (part <= max_part).then_some((index, part))
+    }
+    let xen = |disk: i64, part: i64| {
+        if disk <= 15 && part <= 15 {
+            (202 << 8) | (disk << 4) | part
+        } else {
+            (1 << 28) | (disk << 8) | part
+        }
+    };
+    if let Some(rest) = vdev.strip_prefix('d') {
+        if let Some((d, p)) = rest.split_once('p') {
+            if let (Ok(d), Ok(p)) = (d.parse::<i64>(), p.parse::<i64>()) {
+                if (0..(1 << 20)).contains(&d) && (0..256).contains(&p) {
+                    return Some(xen(d, p));
+                }
+            }
+        }
+    }
+    if let Some(rest) = vdev.strip_prefix("xvd") {
+        if let Some((d, p)) = letters(rest, (1 << 20) - 1, 255) {
+            if d >= 0 {
+                return Some(xen(d, p));
+            }
+        }
+    }
+    let n = crate::cparse::strtoull(vdev.as_bytes(), 0);
+    if n.consumed == vdev.len() && !vdev.is_empty() && !n.overflow && n.value <= i32::MAX as u64 {
+        return Some(n.value as i64);
+    }
+    if let Some(rest) = vdev.strip_prefix("hd") {
+        if let Some((d, p)) = letters(rest, 3, 63) {
+            if d >= 0 {
+                return Some(((if d < 2 { 3 } else { 22 }) << 8) | ((d & 1) << 6) | p);
+            }
+        }
+    }
+    if let Some(rest) = vdev.strip_prefix("sd") {
+        if let Some((d, p)) = letters(rest, 15, 15) {
+            if d >= 0 {
+                return Some((8 << 8) | (d << 4) | p);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod devid_tests {
+    use super::disk_devid;
+
+    #[test]
+    fn vdev_numbers_like_libxl() {
+        assert_eq!(disk_devid("xvda"), Some(51712));
+        assert_eq!(disk_devid("xvdb1"), Some(51729));
+        assert_eq!(disk_devid("hda"), Some(768));
+        assert_eq!(disk_devid("hdb"), Some(832));
+        assert_eq!(disk_devid("hdc"), Some(5632));
+        assert_eq!(disk_devid("sda"), Some(2048));
+        assert_eq!(disk_devid("xvdq"), Some((1 << 28) | (16 << 8)));
+        assert_eq!(disk_devid("51712"), Some(51712));
+        assert_eq!(disk_devid("xvda0"), None);
+        assert_eq!(disk_devid("bogus"), None);
+    }
+}

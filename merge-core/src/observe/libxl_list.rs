@@ -190,33 +190,42 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
     for entry in ctx.xs.directory(&dir) {
         // libxl reads `<dir>/<atoi(entry)>`, not `<dir>/<entry>`.
         let nr = cparse::atoi(entry.as_bytes());
-        let path = format!("{dir}/{nr}");
-        let mut dev = XsDevice {
-            kind: rule.kind,
-            key: IdentityKey::Devid(nr as i64),
-            record_path: path.clone(),
-            nr,
-            fields: Object::new(),
-            removable: 0,
-            pdev_path: None,
-        };
-        match rule.kind {
-            DeviceKind::Disk => disk_from_xenstore(ctx, &path, &mut dev)?,
-            DeviceKind::Nic => nic_from_xenstore(ctx, &path, &mut dev)?,
-            DeviceKind::Vtpm => vtpm_from_xenstore(ctx, &path, &mut dev)?,
-            DeviceKind::Usbctrl => usbctrl_from_xenstore(ctx, &path, &mut dev)?,
-            DeviceKind::Vdispl => {
-                set(&mut dev.fields, "devid", nr);
-                let be = ctx.read_mandatory(&format!("{path}/backend"))?;
-                let b = ctx.backend_domid(&be)?;
-                set(&mut dev.fields, "backend_domid", b);
-            }
-            DeviceKind::Vsnd => vsnd_from_xenstore(ctx, &path, &mut dev)?,
-            other => unreachable!("{other} is not listed from /libxl records"),
-        }
-        out.push(dev);
+        out.push(record_from_xenstore(ctx, rule, &format!("{dir}/{nr}"), nr)?);
     }
     Ok(out)
+}
+
+/// Parses one `/libxl/<D>/device/<kind>/<nr>` record with the kind's `from_xenstore`.
+pub fn parse_record(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Result<XsDevice, String> {
+    let mut ctx = Ctx { xs, logs: Vec::new() };
+    record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| format!("{} (at {})", f.reason, f.path))
+}
+
+fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32) -> R<XsDevice> {
+    let mut dev = XsDevice {
+        kind: rule.kind,
+        key: IdentityKey::Devid(nr as i64),
+        record_path: path.to_string(),
+        nr,
+        fields: Object::new(),
+        removable: 0,
+        pdev_path: None,
+    };
+    match rule.kind {
+        DeviceKind::Disk => disk_from_xenstore(ctx, path, &mut dev)?,
+        DeviceKind::Nic => nic_from_xenstore(ctx, path, &mut dev)?,
+        DeviceKind::Vtpm => vtpm_from_xenstore(ctx, path, &mut dev)?,
+        DeviceKind::Usbctrl => usbctrl_from_xenstore(ctx, path, &mut dev)?,
+        DeviceKind::Vdispl => {
+            set(&mut dev.fields, "devid", nr);
+            let be = ctx.read_mandatory(&format!("{path}/backend"))?;
+            let b = ctx.backend_domid(&be)?;
+            set(&mut dev.fields, "backend_domid", b);
+        }
+        DeviceKind::Vsnd => vsnd_from_xenstore(ctx, path, &mut dev)?,
+        other => return Err(ctx.fail(path, format!("{other} has no /libxl record reader"))),
+    }
+    Ok(dev)
 }
 
 const DISK_BACKENDS: &[(&str, &str)] = &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];
@@ -642,7 +651,18 @@ fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
 }
 
 fn list_pci(ctx: &mut Ctx<'_>, domid: u32) -> R<Vec<XsDevice>> {
-    let be = format!("/local/domain/0/backend/pci/{domid}/0");
+    list_pci_at(ctx, &format!("/local/domain/0/backend/pci/{domid}/0"))
+}
+
+/// The PCI devices of the backend at `be` (any backend domain, any devid), read as libxl
+/// reads `/local/domain/0/backend/pci/<D>/0`.
+pub fn pci_devices_at(xs: &XsView<'_>, be: &str) -> Result<Vec<XsDevice>, String> {
+    let mut ctx = Ctx { xs, logs: Vec::new() };
+    list_pci_at(&mut ctx, be).map_err(|f| format!("{} (at {})", f.reason, f.path))
+}
+
+fn list_pci_at(ctx: &mut Ctx<'_>, be: &str) -> R<Vec<XsDevice>> {
+    let be = be.to_string();
     let Some(num) = ctx.read_plain(&format!("{be}/num_devs")) else {
         return Err(ctx.fail(&format!("{be}/num_devs"), "no num_devs node"));
     };
