@@ -58,3 +58,41 @@ fn spike_scenarios_match_the_real_libxl() {
         assert_eq!(got_err, want_err, "stderr of scenario {name}");
     }
 }
+
+/// The same five states under the default policy: what no-loss concludes differently.
+#[test]
+fn spike_scenarios_under_no_loss() {
+    use merge_core::decision::{Action, Class};
+    let outcome = |name: &str| {
+        let dir = spike(name);
+        let tree = scenario_tree(&std::fs::read_to_string(dir.join("xenstore.txt")).unwrap());
+        let host = HostInfo::parse_domains_txt(&std::fs::read_to_string(dir.join("domains.txt")).unwrap(), Scheduler::Credit2).unwrap();
+        let json = match std::fs::read(dir.join("1.libxl-json")) {
+            Ok(bytes) => JsonReplica::Present(DomainConfig::from_object(serde_json::from_slice(&bytes).unwrap())),
+            Err(_) => JsonReplica::Missing,
+        };
+        reconcile(Inputs { domid: 1, json: &json, tree: &tree, host: &host }, Policy::NoLoss)
+    };
+    // a: nothing half-baked, nothing to repair.
+    let a = outcome("a-agree");
+    assert!(!a.is_half_baked(), "{:#?}", a.decisions);
+    assert!(a.plan.is_empty(), "{:?}", a.plan);
+    // b: the JSON-only disk is dropped, with a reason and a plan to prune the JSON.
+    let b = outcome("b-json-extra-disk");
+    let d = b.decisions.iter().find(|d| d.class == Class::JsonOnly).expect("a json-only decision");
+    assert_eq!(d.action, Action::Dropped);
+    assert!(d.subject.to_string().contains("xvdb"), "{}", d.subject);
+    assert_eq!(b.plan.steps.len(), 1, "{:?}", b.plan);
+    // c: the xenstore-only nic is recovered, not lost.
+    let c = outcome("c-xenstore-extra-nic");
+    let nics = c.config.as_ref().unwrap().devices(merge_core::config::DeviceArray::Nics).to_vec();
+    assert_eq!(nics.len(), 2, "{nics:?}");
+    assert_eq!(nics[1]["mac"], "00:16:3e:44:55:66");
+    assert_eq!(nics[1]["bridge"], "xenbr1");
+    assert!(c.decisions.iter().any(|d| d.class == Class::Recovered && d.action == Action::Recovered));
+    // e: no JSON at all: rebuilt from xenstore rather than omitted.
+    let e = outcome("e-no-json");
+    let cfg = e.config.as_ref().unwrap();
+    assert_eq!(cfg.name(), Some("guest1"));
+    assert_eq!(cfg.devices(merge_core::config::DeviceArray::Disks).len(), 1);
+}
