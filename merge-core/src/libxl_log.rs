@@ -86,6 +86,7 @@ macro_rules! sites {
 }
 
 sites! {
+    USERDATA_EMPTY = "libxl_dom.c":1377:"libxl__userdata_retrieve":Error;
     GET_CONFIG_FAILED = "libxl_domain.c":2335:"retrieve_domain_configuration_lock_acquired":Error;
     NAME_FAILED = "libxl_domain.c":2442:"retrieve_domain_configuration_end":Error;
     DOMAIN_INFO_FAILED = "libxl_domain.c":2455:"retrieve_domain_configuration_end":Error;

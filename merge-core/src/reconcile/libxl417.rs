@@ -110,6 +110,10 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
         JsonReplica::Empty => Err(Stop::Failed("empty userdata file".into())),
         JsonReplica::Invalid(e) => Err(Stop::Failed(format!("unparsable userdata: {e}"))),
     };
+    if matches!(run.inputs.json, JsonReplica::Empty) {
+        let file = format!("/var/lib/xen/userdata-d.{domid}.{}.libxl-json", hv.uuid);
+        run.logs.push(LogLine::new(log::USERDATA_EMPTY, None, format!("userdata file {file} is empty")));
+    }
     let mut cfg = match parsed {
         Ok(c) => c,
         Err(Stop::Failed(_)) => return Err(run.fail(log::GET_CONFIG_FAILED, "Fail to get domain configuration")),
