@@ -228,10 +228,13 @@ fn domain_fields(
     let max = trusted_value(run, &mpath).map(|v| v.and_then(|s| cparse::strtoull_whole(s.as_bytes()).map(|n| (n, s))));
     match (target, max) {
         (Ok(Some((t, ts))), Ok(Some((m, ms)))) => {
+            // libxl wrote `memory/target = target_memkb - video_memkb - (HVM && max > target ?
+            // 1024 : 0)` at build time. The HVM term is decided here from the runtime values
+            // (static-max above target + video means max > target at build time), not from the
+            // JSON's old max/target as libxl does, so reconciling the result again is the
+            // identity.
             let video = json.b_info_u64("video_memkb").filter(|v| *v != MEMKB_DEFAULT).unwrap_or(0);
-            let jmax = json.b_info_u64("max_memkb").unwrap_or(MEMKB_DEFAULT);
-            let jtarget = json.b_info_u64("target_memkb").unwrap_or(MEMKB_DEFAULT);
-            let fudge = video + if hvm && jmax > jtarget && jmax != MEMKB_DEFAULT { 1024 } else { 0 };
+            let fudge = video.saturating_add(if hvm && m > t.saturating_add(video) { 1024 } else { 0 });
             let memkb = |v: u64| (v != MEMKB_DEFAULT).then(|| Value::from(v));
             field_decision(run, cfg, "b_info.target_memkb", memkb(t.saturating_add(fudge)), Provenance::Xenstore(tpath.clone()), vec![Evidence::new(tpath, Some(ts))]);
             field_decision(run, cfg, "b_info.max_memkb", memkb(m), Provenance::Xenstore(mpath.clone()), vec![Evidence::new(mpath, Some(ms))]);
