@@ -7,6 +7,9 @@
 //! test failure with the fix in the message, never a skip.
 #![allow(dead_code)]
 
+pub mod oracle;
+pub mod qmp;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -80,11 +83,17 @@ impl Xenstored {
         let mut xs = Xenstored { child, dir };
         let socket = xs.socket();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        // The socket file appears at bind(), before listen(): wait until a connection is accepted.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if let Ok(Some(status)) = xs.child.try_wait() {
                 panic!("xenstored exited with {status} before creating its socket; log:\n{}", xs.log());
             }
-            assert!(Instant::now() < deadline, "xenstored did not create {} in 10 s; log:\n{}", socket.display(), xs.log());
+            assert!(
+                Instant::now() < deadline,
+                "xenstored did not create {} in 10 s; log:\n{}",
+                socket.display(),
+                xs.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         xs
