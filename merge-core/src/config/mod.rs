@@ -4,9 +4,32 @@
 //! it does not model, values of unknown enum spellings, keys from a newer libxl. The typed
 //! accessors reach the fields the engine needs; the setters put a key libxl would emit at its
 //! IDL position (see [`schema`]), so printing follows libxl's key order.
+//!
+//! * [`parse_document`] / [`DomainConfig::parse`] read libxl's text (userdata file or
+//!   `xl list -l`), check every known field against the 4.17 IDL ([`schema`]) and report bad
+//!   input with its JSON path, e.g. `disks[1].vdev: expected a string or null, found 7`.
+//! * [`DomainConfig::to_libxl_json`] / [`Document::to_libxl_json`] print exactly as libxl
+//!   does; a document libxl printed comes back byte for byte.
+//! * [`normalize_libxl_417`] answers what libxl 4.17 itself would print after reading a
+//!   document (defaults dropped, spellings canonical, wrong-typed keys ignored), or how it fails.
+//! * [`StructView`] gives schema-typed getters ([`Uuid`], [`Mac`], [`Defbool`], bitmaps, enums).
 
+pub mod error;
+pub mod json;
+pub mod normalize;
 pub mod print;
 pub mod schema;
+pub mod types;
+mod validate;
+pub mod view;
+
+#[cfg(feature = "testkit")]
+pub mod arbitrary;
+
+pub use error::{ConfigError, JsonPath, LibxlFailure, ParseWarning, PathSegment};
+pub use normalize::normalize_libxl_417;
+pub use types::{bitmap_from_json, bitmap_to_json, Defbool, Mac, Uuid};
+pub use view::{EnumValue, StructView, UnionView};
 
 use serde_json::{Map, Value};
 
@@ -105,6 +128,19 @@ impl DeviceArray {
         }
     }
 
+    /// The schema of one element.
+    pub fn element_def(self) -> &'static schema::StructDef {
+        match schema::DOMAIN_CONFIG.field(self.key()).map(|f| &f.ty) {
+            Some(schema::FieldType::Array(schema::FieldType::Struct(def))) => def,
+            _ => unreachable!("every device array is an array of structs in the schema"),
+        }
+    }
+
+    /// The device array stored under a `libxl_domain_config` key.
+    pub fn from_key(key: &str) -> Option<DeviceArray> {
+        DeviceArray::ALL.into_iter().find(|a| a.key() == key)
+    }
+
     /// The IDL struct of one element (`device_disk`, …), for [`schema::field_order`].
     pub fn element_struct(self) -> &'static str {
         match self {
@@ -128,9 +164,31 @@ impl DeviceArray {
 }
 
 /// A whole `libxl_domain_config` document.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Equality compares the document (keys, values and key order); the warnings only describe the
+/// text it was read from.
+#[derive(Debug, Clone, Default)]
 pub struct DomainConfig {
     root: Object,
+    warnings: Vec<ParseWarning>,
+}
+
+impl PartialEq for DomainConfig {
+    fn eq(&self, other: &DomainConfig) -> bool {
+        self.root == other.root && key_orders_equal(&self.root, &other.root)
+    }
+}
+
+/// `serde_json`'s ordered map compares as a map; libxl documents also differ by key order.
+fn key_orders_equal(a: &Object, b: &Object) -> bool {
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => key_orders_equal(x, y),
+            (Value::Array(x), Value::Array(y)) => x.iter().zip(y).all(|(p, q)| same(p, q)),
+            _ => true,
+        }
+    }
+    a.keys().eq(b.keys()) && a.values().zip(b.values()).all(|(x, y)| same(x, y))
 }
 
 /// The shapes a libxl JSON document comes in.
@@ -149,9 +207,253 @@ pub struct ListedDomain {
     pub config: DomainConfig,
 }
 
+/// Reads libxl JSON text: a userdata file (a bare config, trailing `\n\0` allowed) or
+/// `xl list -l` output (`[{"domid": N, "config": {...}}, ...]`), validated against the 4.17
+/// schema. Duplicate keys keep their first occurrence and are listed in each config's
+/// [`DomainConfig::warnings`].
+pub fn parse_document(bytes: &[u8]) -> Result<Document, ConfigError> {
+    read_document(bytes, true)
+}
+
+/// Like [`parse_document`] but without the schema check: any JSON object is a config. For
+/// reproducing libxl on hostile documents ([`normalize_libxl_417`] then decides what libxl
+/// makes of each field).
+pub fn parse_document_unvalidated(bytes: &[u8]) -> Result<Document, ConfigError> {
+    read_document(bytes, false)
+}
+
+fn read_document(bytes: &[u8], validate: bool) -> Result<Document, ConfigError> {
+    let json::ReadJson { value, warnings } = json::read_json(bytes)?;
+    let (mut document, mut warnings) = match value {
+        Value::Object(root) => {
+            let mut config = DomainConfig { root, warnings };
+            if validate {
+                let found = config.validate()?;
+                config.warnings.extend(found);
+            }
+            (Document::Bare(config), Vec::new())
+        }
+        Value::Array(items) => (Document::Listed(listed_domains(items, validate)?), warnings),
+        other => {
+            return Err(ConfigError::type_error(
+                &JsonPath::root(),
+                "a libxl_domain_config object or an `xl list -l` array",
+                &other,
+            ))
+        }
+    };
+    // Reader warnings of a listed document carry full paths; give each to its own domain.
+    if let Document::Listed(domains) = &mut document {
+        for w in warnings.drain(..) {
+            let index = match &w {
+                ParseWarning::DuplicateKey { path } => match path.0.first() {
+                    Some(PathSegment::Index(i)) => *i,
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            if let Some(d) = domains.get_mut(index) {
+                d.config.warnings.push(w);
+            }
+        }
+    }
+    Ok(document)
+}
+
+fn listed_domains(items: Vec<Value>, validate: bool) -> Result<Vec<ListedDomain>, ConfigError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let path = JsonPath::root().index(i);
+        let Value::Object(mut element) = item else {
+            return Err(ConfigError::type_error(&path, "an object {\"domid\": N, \"config\": {...}}", &item));
+        };
+        if let Some(extra) = element.keys().find(|k| *k != "domid" && *k != "config") {
+            return Err(ConfigError::invalid(&path.key(extra), "unexpected key in an `xl list -l` element"));
+        }
+        let domid = match element.get("domid") {
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| ConfigError::type_error(&path.key("domid"), "a domid (0..=4294967295)", v))?,
+            None => return Err(ConfigError::invalid(&path, "missing \"domid\"")),
+        };
+        let root = match element.shift_remove("config") {
+            Some(Value::Object(root)) => root,
+            Some(other) => return Err(ConfigError::type_error(&path.key("config"), "an object", &other)),
+            None => return Err(ConfigError::invalid(&path, "missing \"config\"")),
+        };
+        let mut config = DomainConfig::from_object(root);
+        if validate {
+            let mut p = path.key("config");
+            let found = validate::validate_struct(&config.root, &schema::DOMAIN_CONFIG, &mut p, &mut config.warnings);
+            found?;
+        }
+        out.push(ListedDomain { domid, config });
+    }
+    Ok(out)
+}
+
+impl Document {
+    /// Prints the document as libxl/xl does: a bare config ends with one newline; `xl list -l`
+    /// prints the array followed by an extra empty line.
+    pub fn to_libxl_json(&self) -> String {
+        match self {
+            Document::Bare(config) => config.to_libxl_json(),
+            Document::Listed(domains) => {
+                let items = domains
+                    .iter()
+                    .map(|d| {
+                        let mut element = Object::new();
+                        element.insert("domid".to_string(), Value::from(d.domid));
+                        element.insert("config".to_string(), Value::Object(d.config.root.clone()));
+                        Value::Object(element)
+                    })
+                    .collect();
+                let mut out = print::to_libxl_string(&Value::Array(items));
+                out.push('\n');
+                out
+            }
+        }
+    }
+
+    /// Every configuration in the document, in order.
+    pub fn configs(&self) -> Vec<&DomainConfig> {
+        match self {
+            Document::Bare(c) => vec![c],
+            Document::Listed(ds) => ds.iter().map(|d| &d.config).collect(),
+        }
+    }
+}
+
+/// The five `on_*` actions of `libxl_domain_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShutdownEvent {
+    Poweroff,
+    Reboot,
+    Watchdog,
+    Crash,
+    SoftReset,
+}
+
+impl ShutdownEvent {
+    pub const ALL: [ShutdownEvent; 5] = [
+        ShutdownEvent::Poweroff,
+        ShutdownEvent::Reboot,
+        ShutdownEvent::Watchdog,
+        ShutdownEvent::Crash,
+        ShutdownEvent::SoftReset,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ShutdownEvent::Poweroff => "on_poweroff",
+            ShutdownEvent::Reboot => "on_reboot",
+            ShutdownEvent::Watchdog => "on_watchdog",
+            ShutdownEvent::Crash => "on_crash",
+            ShutdownEvent::SoftReset => "on_soft_reset",
+        }
+    }
+}
+
 impl DomainConfig {
     pub fn from_object(root: Object) -> DomainConfig {
-        DomainConfig { root }
+        DomainConfig { root, warnings: Vec::new() }
+    }
+
+    /// Reads one bare configuration (a userdata file's bytes, `}\n\0` trailer allowed).
+    pub fn parse(bytes: &[u8]) -> Result<DomainConfig, ConfigError> {
+        match parse_document(bytes)? {
+            Document::Bare(config) => Ok(config),
+            Document::Listed(_) => Err(ConfigError::invalid(
+                &JsonPath::root(),
+                "expected one libxl_domain_config object, found an `xl list -l` array",
+            )),
+        }
+    }
+
+    /// Checks every known field against the 4.17 schema (what [`DomainConfig::parse`] does),
+    /// returning the warnings (unknown enum spellings).
+    pub fn validate(&self) -> Result<Vec<ParseWarning>, ConfigError> {
+        let mut warnings = Vec::new();
+        validate::validate_struct(&self.root, &schema::DOMAIN_CONFIG, &mut JsonPath::root(), &mut warnings)?;
+        Ok(warnings)
+    }
+
+    /// What the reader tolerated: duplicate keys, unknown enum spellings, bytes after the NUL.
+    pub fn warnings(&self) -> &[ParseWarning] {
+        &self.warnings
+    }
+
+    /// The bytes libxl stores in `userdata-d.<domid>.<uuid>.libxl-json`: the JSON and a NUL.
+    pub fn to_userdata_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.to_libxl_json().into_bytes();
+        bytes.push(0);
+        bytes
+    }
+
+    /// The whole document as a typed view.
+    pub fn view(&self) -> StructView<'_> {
+        StructView::new(&self.root, &schema::DOMAIN_CONFIG)
+    }
+
+    /// `c_info` as a typed view.
+    pub fn c_info_view(&self) -> Option<StructView<'_>> {
+        self.view().child("c_info")
+    }
+
+    /// `b_info` as a typed view.
+    pub fn b_info_view(&self) -> Option<StructView<'_>> {
+        self.view().child("b_info")
+    }
+
+    /// `c_info.uuid`.
+    pub fn uuid(&self) -> Option<Uuid> {
+        self.c_info_view()?.uuid("uuid")
+    }
+
+    /// `b_info.max_vcpus` (the size of `avail_vcpus` libxl allocates on retrieve).
+    pub fn max_vcpus(&self) -> Option<i64> {
+        self.b_info_view()?.int("max_vcpus")
+    }
+
+    /// `b_info.avail_vcpus`, ascending.
+    pub fn avail_vcpus(&self) -> Option<Vec<u32>> {
+        self.b_info_view()?.bitmap("avail_vcpus")
+    }
+
+    /// `b_info.max_memkb`; absent means `LIBXL_MEMKB_DEFAULT`.
+    pub fn max_memkb(&self) -> Option<u64> {
+        self.b_info_view()?.uint("max_memkb")
+    }
+
+    /// `b_info.target_memkb`.
+    pub fn target_memkb(&self) -> Option<u64> {
+        self.b_info_view()?.uint("target_memkb")
+    }
+
+    /// `b_info.video_memkb` (the retrieve fudge term).
+    pub fn video_memkb(&self) -> Option<u64> {
+        self.b_info_view()?.uint("video_memkb")
+    }
+
+    /// `b_info.sched_params`.
+    pub fn sched_params(&self) -> Option<StructView<'_>> {
+        self.b_info_view()?.child("sched_params")
+    }
+
+    /// `b_info.device_model_version` (decides the HVM vcpu query on retrieve).
+    pub fn device_model_version(&self) -> Option<EnumValue<'_>> {
+        self.b_info_view()?.enum_value("device_model_version")
+    }
+
+    /// An `on_*` action; `None` when absent (libxl's init value is `destroy`).
+    pub fn on_shutdown(&self, event: ShutdownEvent) -> Option<EnumValue<'_>> {
+        self.view().enum_value(event.key())
+    }
+
+    /// The elements of a device array as typed views (non-objects skipped).
+    pub fn device_views(&self, array: DeviceArray) -> Vec<StructView<'_>> {
+        self.view().items(array.key())
     }
 
     pub fn as_object(&self) -> &Object {
@@ -291,7 +593,9 @@ mod tests {
 
     #[test]
     fn setters_follow_idl_order() {
-        let mut c = cfg(r#"{"c_info": {"type": "pv", "uuid": "x"}, "b_info": {"max_vcpus": 2, "type.pv": {}}, "on_reboot": "restart"}"#);
+        let mut c = cfg(
+            r#"{"c_info": {"type": "pv", "uuid": "x"}, "b_info": {"max_vcpus": 2, "type.pv": {}}, "on_reboot": "restart"}"#,
+        );
         c.set_c_info("name", Some("g".into()));
         c.set_b_info("max_memkb", Some(5.into()));
         c.set_devices(DeviceArray::Nics, vec![serde_json::json!({"devid": 0})]);
