@@ -1,0 +1,216 @@
+//! `xenstore-ls -f` and `-fp`: one node per line, `<path> = "<value>"`, with `-p` followed by
+//! three spaces and `(<perms>)`.
+//!
+//! Shapes, all checked against the real 4.17 tool:
+//! - `<path> = "<value>"` and, with `-p`, `<path> = "<value>"   (<perms>)`;
+//! - with `-p`, `<path> = "<value>" ` when the permissions could not be read;
+//! - `<path>:` when the value could not be read, then a line with `  (<perms>)` (with `-p`, if
+//!   they could be read) or a blank line.
+//!
+//! A path cannot contain a space, so the first space ends it. The value runs to the last `"`
+//! before the permissions: values are not quote-escaped, so that is the only safe end.
+
+use super::build::{error_at, Builder};
+use super::error::{DumpError, DumpErrorKind, RepairKind, WarningKind};
+use super::lines::Line;
+use super::Format;
+use merge_core::xenstore::{Node, Path, Perms};
+
+pub(crate) struct FlatOptions<'p> {
+    pub perms: bool,
+    pub format: Format,
+    pub decided_at: usize,
+    pub base: Option<&'p Path>,
+}
+
+/// `  (<perms>)`: the line after an unreadable node whose permissions could be read.
+pub(crate) fn perms_line(t: &[u8]) -> Option<&[u8]> {
+    t.strip_prefix(b"  (")?.strip_suffix(b")")
+}
+
+pub(crate) fn parse_flat<'a>(
+    lines: impl Iterator<Item = Line<'a>>,
+    opts: &FlatOptions<'_>,
+    b: &mut Builder,
+) -> Result<(), DumpError> {
+    let mut lines = lines.peekable();
+    while let Some(line) = lines.next() {
+        let mut t = line.text;
+        let mut skip = 0;
+        if t.is_empty() {
+            b.deviation(&line, 0, DumpErrorKind::BlankLine, RepairKind::BlankLine)?;
+            continue;
+        }
+        if perms_line(t).is_some() {
+            return Err(error_at(&line, 2, DumpErrorKind::StrayPerms));
+        }
+        if t[0] == b' ' || t[0] == b'\t' {
+            let n = t.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+            b.deviation(
+                &line,
+                0,
+                DumpErrorKind::Expected { expected: "a path at the start of the line" },
+                RepairKind::LeadingSpace,
+            )?;
+            t = &t[n..];
+            skip = n;
+            if t.is_empty() {
+                continue;
+            }
+        }
+        let Some(space) = memchr::memchr(b' ', t) else {
+            // `<path>:` — unreadable.
+            let Some(path) = t.strip_suffix(b":") else {
+                return Err(error_at(
+                    &line,
+                    skip + t.len(),
+                    DumpErrorKind::Expected { expected: "` = \"` after the path" },
+                ));
+            };
+            let path = b.path(&line, skip, path, opts.base)?;
+            let perms = after_unreadable(&mut lines, opts.perms, b, &line)?;
+            let node = Node { value: Box::default(), perms, truncated: false, unreadable: true };
+            b.insert(&line, skip, path, node)?;
+            continue;
+        };
+        if !t[space..].starts_with(b" = \"") {
+            return Err(error_at(&line, skip + space, DumpErrorKind::Expected { expected: "` = \"` after the path" }));
+        }
+        let value_start = space + 4;
+        let (value_end, perms) = if opts.perms {
+            split_perms(&line, skip, t, value_start, opts, b)?
+        } else {
+            split_plain(&line, skip, t, value_start, opts, b)?
+        };
+        let path = b.path(&line, skip, &t[..space], opts.base)?;
+        let value = b.dump_value(&line, skip + value_start, &t[value_start..value_end], false)?;
+        if opts.perms && perms.is_none() {
+            b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
+        }
+        b.insert(&line, skip, path, Node { value, perms, truncated: false, unreadable: false })?;
+    }
+    Ok(())
+}
+
+/// The line after `<path>:` is a blank line or, with `-p`, `  (<perms>)`.
+pub(crate) fn after_unreadable<'a>(
+    lines: &mut std::iter::Peekable<impl Iterator<Item = Line<'a>>>,
+    with_perms: bool,
+    b: &mut Builder,
+    line: &Line<'_>,
+) -> Result<Option<Perms>, DumpError> {
+    match lines.peek() {
+        Some(next) if next.text.is_empty() => {
+            lines.next();
+            Ok(None)
+        }
+        Some(next) if with_perms && perms_line(next.text).is_some() => {
+            let next = *next;
+            lines.next();
+            let text = perms_line(next.text).unwrap_or_default();
+            Ok(Some(b.perms(&next, 3, text)?))
+        }
+        Some(next) => {
+            let next = *next;
+            b.deviation(&next, 0, DumpErrorKind::MissingAfterUnreadable, RepairKind::MissingAfterUnreadable)?;
+            Ok(None)
+        }
+        None => {
+            b.deviation(
+                line,
+                line.text.len(),
+                DumpErrorKind::MissingAfterUnreadable,
+                RepairKind::MissingAfterUnreadable,
+            )?;
+            Ok(None)
+        }
+    }
+}
+
+/// `-fp`: `"<value>"   (<perms>)` or `"<value>" `. Returns where the value ends.
+fn split_perms(
+    line: &Line<'_>,
+    skip: usize,
+    t: &[u8],
+    value_start: usize,
+    opts: &FlatOptions<'_>,
+    b: &mut Builder,
+) -> Result<(usize, Option<Perms>), DumpError> {
+    let n = t.len();
+    if t[n - 1] == b')' {
+        let open = memchr::memrchr(b'(', t).unwrap_or(0);
+        let mut quote = open;
+        while quote > 0 && t[quote - 1] == b' ' {
+            quote -= 1;
+        }
+        let spaces = open - quote;
+        if quote == 0 || t[quote - 1] != b'"' || spaces == 0 || quote - 1 < value_start {
+            return Err(error_at(
+                line,
+                skip + open,
+                DumpErrorKind::Expected { expected: "`\"   (` before the permissions" },
+            ));
+        }
+        if spaces != 3 {
+            b.deviation(
+                line,
+                skip + quote,
+                DumpErrorKind::PermsSpacing { spaces, expected: 3 },
+                RepairKind::PermsSpacing { spaces },
+            )?;
+        }
+        let perms = b.perms(line, skip + open + 1, &t[open + 1..n - 1])?;
+        return Ok((quote - 1, Some(perms)));
+    }
+    if n >= 2 && t.ends_with(b"\" ") && n - 2 >= value_start {
+        return Ok((n - 2, None));
+    }
+    if t[n - 1] == b'"' && n - 1 >= value_start {
+        return Err(error_at(
+            line,
+            skip + n,
+            DumpErrorKind::FormatMismatch {
+                format: opts.format,
+                found: "a line without permissions",
+                decided_at: opts.decided_at,
+            },
+        ));
+    }
+    Err(error_at(line, skip + n, DumpErrorKind::UnterminatedValue))
+}
+
+/// `-f`: the line ends with the value's closing `"`.
+fn split_plain(
+    line: &Line<'_>,
+    skip: usize,
+    t: &[u8],
+    value_start: usize,
+    opts: &FlatOptions<'_>,
+    b: &mut Builder,
+) -> Result<(usize, Option<Perms>), DumpError> {
+    let mut n = t.len();
+    if t[n - 1] == b' ' || t[n - 1] == b'\t' {
+        let trimmed = t.iter().rposition(|&c| c != b' ' && c != b'\t').map_or(0, |i| i + 1);
+        b.deviation(line, skip + trimmed, DumpErrorKind::TrailingSpace, RepairKind::TrailingSpace)?;
+        n = trimmed;
+    }
+    if n > value_start && t[n - 1] == b'"' {
+        return Ok((n - 1, None));
+    }
+    if n > 0 && t[n - 1] == b')' {
+        if let Some(open) = memchr::memrchr(b'(', &t[..n]) {
+            if open >= 4 && t[..open].ends_with(b"\"   ") && super::perms::parse_perms(&t[open + 1..n - 1]).is_some() {
+                return Err(error_at(
+                    line,
+                    skip + open,
+                    DumpErrorKind::FormatMismatch {
+                        format: opts.format,
+                        found: "a line with permissions",
+                        decided_at: opts.decided_at,
+                    },
+                ));
+            }
+        }
+    }
+    Err(error_at(line, skip + n, DumpErrorKind::UnterminatedValue))
+}

@@ -1,0 +1,277 @@
+//! Xenstore snapshots as text: every format `xenstore-ls` prints, and the `path=value`
+//! scenario format of the oracle spike, read into a [`merge_core::xenstore::Tree`] and written
+//! back.
+//!
+//! # Formats
+//!
+//! | [`Format`] | produced by | a line |
+//! |---|---|---|
+//! | [`Format::Flat`] | `xenstore-ls -f` | `/local/domain/1/name = "guest1"` |
+//! | [`Format::FlatPerms`] | `xenstore-ls -fp` | `/local/domain/1/name = "guest1"   (n0,r1)` |
+//! | [`Format::Tree`] | `xenstore-ls` | ` name = "guest1"` (one space of indent per level) |
+//! | [`Format::TreePerms`] | `xenstore-ls -p` | ` name = "guest1" . . . . .  (n0,r1)` |
+//! | [`Format::Scenario`] | `oracle-spike/*/xenstore.txt` | `/local/domain/1/name=guest1` |
+//!
+//! The exact shapes (escapes, the tree format's cut at 80 columns with its `\...` marker, the
+//! `-p` dot padding, unreadable nodes) are those of Xen 4.17's `xenstore-ls`, checked against
+//! the real tool; see `shared/spec/xenstore-ls-format.md` and the `flat` and `tree` modules.
+//!
+//! # Reading
+//!
+//! [`read`] takes the bytes of a dump and [`ReadOptions`]. The format is detected from the
+//! first line that decides it, or given. Whether permissions are present is decided once per
+//! dump, never per line, because a value can itself end in `"   (n0)`.
+//!
+//! **Strict** (the default) accepts exactly what the tools print. Anything else is a
+//! [`DumpError`] naming the line, the column and the offending text.
+//!
+//! **Lenient** first undoes what mail and pastebins do to a dump, and reports each change as
+//! a [`Repair`]: quote prefixes (`> `), pastebin line markers (`  12. `, `- `), a shell prompt
+//! line at the top or bottom, `xenstore-ls` stderr lines mixed into the output, `format=flowed`
+//! soft wraps, blank lines, squeezed spaces before the permissions or in the dot padding, and a
+//! tree indented as a whole or by irregular steps. It never guesses a value: a bad escape, an
+//! invalid path or a duplicate path is an error in both modes.
+//!
+//! Relative paths (a dump taken inside a guest, or a tree listing, whose names are relative to
+//! the start node) stay relative unless [`ReadOptions::base`] gives the absolute path they are
+//! relative to. In lenient mode, a prompt line such as `# xenstore-ls /local/domain/3` supplies
+//! the base of a tree listing when none is given.
+//!
+//! A value that the tree format cut is kept as the printed prefix with
+//! [`Node::truncated`](merge_core::xenstore::Node::truncated) set; it is never a real value. A
+//! node whose value could not be read (`name:`) has `unreadable` set. Things worth knowing that
+//! do not stop reading are [`Warning`]s.
+//!
+//! # Writing
+//!
+//! [`write_fp`] and [`write_f`] print a tree exactly as `xenstore-ls -fp` and `-f` print the
+//! same store, except that siblings come sorted by name rather than in the daemon's creation
+//! order. [`write_scenario`] prints a scenario that `xenstore-write` turns back into the same
+//! values. [`escape_value`] is the escaping all of them use.
+
+mod build;
+mod error;
+mod escape;
+mod flat;
+mod lines;
+mod perms;
+mod scenario;
+mod tree;
+mod write;
+
+pub use error::{DumpError, DumpErrorKind, Repair, RepairKind, Warning, WarningKind, WriteError};
+pub use escape::{escape_value, VALUE_MAX};
+pub use perms::format_perms;
+pub use scenario::write_scenario;
+pub use tree::DEFAULT_WIDTH;
+pub use write::{write_f, write_fp};
+
+use build::{error_at, Builder};
+use lines::{Command, Line, OwnedLine};
+use merge_core::xenstore::{Path, Tree};
+use std::fmt;
+
+/// A text format of a xenstore snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `xenstore-ls -f`: full paths, no permissions.
+    Flat,
+    /// `xenstore-ls -fp`: full paths and permissions.
+    FlatPerms,
+    /// Plain `xenstore-ls`: an indented tree of names, values cut at the width.
+    Tree,
+    /// `xenstore-ls -p`: the tree with dot padding and permissions.
+    TreePerms,
+    /// `path=value` lines, values escaped for `xenstore-write`.
+    Scenario,
+}
+
+impl Format {
+    /// Whether lines carry permission lists.
+    pub fn has_perms(self) -> bool {
+        matches!(self, Format::FlatPerms | Format::TreePerms)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Flat => "`xenstore-ls -f`",
+            Format::FlatPerms => "`xenstore-ls -fp`",
+            Format::Tree => "`xenstore-ls` tree",
+            Format::TreePerms => "`xenstore-ls -p` tree",
+            Format::Scenario => "path=value scenario",
+        })
+    }
+}
+
+/// How to read a dump.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// The format, or `None` to detect it from the dump.
+    pub format: Option<Format>,
+    /// Repair transport damage (see the module docs) instead of rejecting it.
+    pub lenient: bool,
+    /// The absolute path that relative paths are relative to: the start node of a tree
+    /// listing, or the guest's home (`/local/domain/<domid>`) for a `-f` listing taken inside
+    /// a guest. `None` keeps relative paths relative.
+    pub base: Option<Path>,
+    /// The tree format's width (`max_width` of `xenstore-ls`: 80 when its output was piped,
+    /// the terminal width minus 2 on a terminal). `None` infers it from a value that must have
+    /// been cut, or takes [`DEFAULT_WIDTH`].
+    pub tree_width: Option<usize>,
+}
+
+/// A dump that was read.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The nodes. Relative paths stay relative unless a base was given or found.
+    pub tree: Tree,
+    /// The format the dump was read as.
+    pub format: Format,
+    /// The base that relative names were resolved against, if any.
+    pub base: Option<Path>,
+    /// What lenient mode changed, in input order (always empty in strict mode).
+    pub repairs: Vec<Repair>,
+    /// What the reader noticed without rejecting the dump.
+    pub warnings: Vec<Warning>,
+}
+
+/// Reads a dump; see the module docs for the formats and the two modes.
+///
+/// Never panics, whatever the bytes. Every error names the line (1-based), the byte column and
+/// the offending text of the original input.
+pub fn read(input: &[u8], opts: &ReadOptions) -> Result<Snapshot, DumpError> {
+    if opts.lenient {
+        let mut repairs = Vec::new();
+        let mut warnings = Vec::new();
+        let (owned, command) = lines::repair_lines(input, &mut repairs, &mut warnings);
+        read_lines(owned.iter().map(OwnedLine::as_line), opts, command, repairs, warnings)
+    } else {
+        read_lines(lines::raw_lines(input), opts, None, Vec::new(), Vec::new())
+    }
+}
+
+fn is_path_byte(b: u8) -> bool {
+    tree::is_name_byte(b) || b == b'/'
+}
+
+/// The format, from the first line that decides it, and that line's number.
+fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> {
+    let mut fallback = None;
+    for line in lines {
+        let t = line.text;
+        let lead = t.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let body = &t[lead..];
+        if body.is_empty() || body[0] == b'#' || flat::perms_line(t).is_some() {
+            continue;
+        }
+        let name_len = body.iter().take_while(|&&b| is_path_byte(b)).count();
+        let name = &body[..name_len];
+        let after = &body[name_len..];
+        if lead == 0 && name_len > 0 && after.first() == Some(&b'=') {
+            return Some((Format::Scenario, line.no));
+        }
+        let flat = name.contains(&b'/');
+        if after == b":" {
+            fallback = fallback.or(Some((if flat { Format::Flat } else { Format::Tree }, line.no)));
+            continue;
+        }
+        if name_len == 0 || !after.starts_with(b" = \"") {
+            continue;
+        }
+        let with_perms = match t.last() {
+            Some(b')') => true,
+            Some(b'"') => false,
+            Some(b' ' | b'.') => {
+                fallback = fallback.or(Some((if flat { Format::FlatPerms } else { Format::TreePerms }, line.no)));
+                continue;
+            }
+            _ => continue,
+        };
+        let format = match (flat, with_perms) {
+            (true, true) => Format::FlatPerms,
+            (true, false) => Format::Flat,
+            (false, true) => Format::TreePerms,
+            (false, false) => Format::Tree,
+        };
+        return Some((format, line.no));
+    }
+    fallback
+}
+
+fn read_lines<'a, I>(
+    lines: I,
+    opts: &ReadOptions,
+    command: Option<Command>,
+    repairs: Vec<error::Repair>,
+    warnings: Vec<error::Warning>,
+) -> Result<Snapshot, DumpError>
+where
+    I: Iterator<Item = Line<'a>> + Clone,
+{
+    let (format, decided_at) = match opts.format {
+        Some(f) => (f, 0),
+        None => match detect(lines.clone()) {
+            Some(found) => found,
+            None => {
+                let first = lines.clone().find(|l| !l.text.iter().all(|&b| b == b' '));
+                return Err(match first {
+                    Some(l) => error_at(&l, 0, DumpErrorKind::NotADumpLine),
+                    None => DumpError { line: 1, column: 1, text: String::new(), kind: DumpErrorKind::Empty },
+                });
+            }
+        },
+    };
+    let mut b = Builder::new(opts.lenient);
+    b.repairs = repairs;
+    b.warnings = warnings;
+    let mut base = opts.base.clone();
+    if let Some(cmd) = &command {
+        if cmd.filtered {
+            b.warnings.push(Warning { line: 1, kind: WarningKind::FilteredListing { command: cmd.text.clone() } });
+        }
+        let is_tree = matches!(format, Format::Tree | Format::TreePerms);
+        if let (None, true, Some(start)) = (&base, is_tree, &cmd.start) {
+            let found = if start.is_empty() { Some(Path::root()) } else { Path::new(start).ok() };
+            if let Some(found) = found {
+                let line =
+                    b.repairs.iter().find(|r| matches!(r.kind, RepairKind::PromptLine { .. })).map_or(1, |r| r.line);
+                b.warnings.push(Warning { line, kind: WarningKind::BaseFromCommand { base: found.to_string() } });
+                base = Some(found);
+            }
+        }
+    }
+    let width = match (format, opts.tree_width) {
+        (_, Some(w)) => w,
+        (Format::Tree | Format::TreePerms, None) => {
+            tree::infer_width(lines.clone(), format.has_perms()).unwrap_or(DEFAULT_WIDTH)
+        }
+        _ => DEFAULT_WIDTH,
+    };
+    let run = |lines: I, b: &mut Builder| -> Result<(), DumpError> {
+        match format {
+            Format::Flat | Format::FlatPerms => {
+                let o = flat::FlatOptions { perms: format.has_perms(), format, decided_at, base: base.as_ref() };
+                flat::parse_flat(lines, &o, b)
+            }
+            Format::Tree | Format::TreePerms => {
+                let o = tree::TreeOptions { perms: format.has_perms(), format, decided_at, base: base.as_ref(), width };
+                tree::parse_tree(lines, &o, b)
+            }
+            Format::Scenario => scenario::parse_scenario(lines, base.as_ref(), b),
+        }
+    };
+    if let Err(mut e) = run(lines.clone(), &mut b) {
+        if let DumpErrorKind::DuplicatePath { path, first_line } = &mut e.kind {
+            // The tree keeps no line numbers; read again, watching for the path.
+            if let Ok(p) = Path::new(path) {
+                let mut finder = Builder::finder(opts.lenient, p);
+                let _ = run(lines, &mut finder);
+                *first_line = finder.found_first().unwrap_or(0);
+            }
+        }
+        return Err(e);
+    }
+    Ok(Snapshot { tree: b.tree, format, base, repairs: b.repairs, warnings: b.warnings })
+}

@@ -1,0 +1,108 @@
+//! Permission lists as `xenstore-ls -p` prints them, read with interning.
+//!
+//! `xs_perm_to_string` prints a domid with `%i` although it is unsigned, so a domid of 2^31 or
+//! more appears negative (`r-1` is domid 4294967295). Both directions follow that.
+
+use merge_core::xenstore::{Access, Perm, Perms};
+use std::collections::HashMap;
+
+/// Parses `n0,r3` (the text between the parentheses). `None` if it is not a permission list.
+pub(crate) fn parse_perms(s: &[u8]) -> Option<Perms> {
+    let mut entries = Vec::with_capacity(s.iter().filter(|&&b| b == b',').count() + 1);
+    for part in s.split(|&b| b == b',') {
+        let (&letter, number) = part.split_first()?;
+        let access = Access::from_letter(char::from(letter))?;
+        let (negative, digits) = match number.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, number),
+        };
+        if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let magnitude = digits.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        let domid = if negative {
+            if magnitude > 1 << 31 {
+                return None;
+            }
+            (magnitude as u32).wrapping_neg()
+        } else {
+            u32::try_from(magnitude).ok()?
+        };
+        entries.push(Perm { access, domid });
+    }
+    Perms::new(entries)
+}
+
+/// Appends the list as `xenstore-ls` prints it, without the parentheses.
+pub(crate) fn format_perms_into(out: &mut Vec<u8>, perms: &Perms) {
+    for (i, p) in perms.entries().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(p.access.letter() as u8);
+        // `%i` of an unsigned int.
+        out.extend_from_slice((p.domid as i32).to_string().as_bytes());
+    }
+}
+
+/// The list as `xenstore-ls` prints it (`n0,r3`, `r-1` for domid 4294967295).
+pub fn format_perms(perms: &Perms) -> String {
+    let mut out = Vec::new();
+    format_perms_into(&mut out, perms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Shares one `Perms` between every node that prints the same list: a dump repeats a handful
+/// of lists over and over, and consecutive lines usually repeat the same one.
+#[derive(Default)]
+pub(crate) struct PermsInterner {
+    last: Option<(Vec<u8>, Perms)>,
+    seen: HashMap<Vec<u8>, Perms>,
+}
+
+impl PermsInterner {
+    pub(crate) fn intern(&mut self, text: &[u8]) -> Option<Perms> {
+        if let Some((last_text, perms)) = &self.last {
+            if last_text.as_slice() == text {
+                return Some(perms.clone());
+            }
+        }
+        let perms = match self.seen.get(text) {
+            Some(p) => p.clone(),
+            None => {
+                let p = parse_perms(text)?;
+                self.seen.insert(text.to_vec(), p.clone());
+                p
+            }
+        };
+        self.last = Some((text.to_vec(), perms.clone()));
+        Some(perms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_domids_follow_percent_i() {
+        let p = parse_perms(b"n0,r-1,b2147483647,w-2147483648").unwrap();
+        let ids: Vec<u32> = p.entries().iter().map(|e| e.domid).collect();
+        assert_eq!(ids, vec![0, u32::MAX, 2147483647, 2147483648]);
+        assert_eq!(format_perms(&p), "n0,r-1,b2147483647,w-2147483648");
+        assert_eq!(parse_perms(b"r4294967295").unwrap().entries()[0].domid, u32::MAX);
+        for bad in [&b""[..], b"n", b"x1", b"n1,", b",n1", b"n-", b"n4294967296", b"n-2147483649", b"n 1", b"n1 "] {
+            assert!(parse_perms(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn interner_shares() {
+        let mut i = PermsInterner::default();
+        let a = i.intern(b"n0,r1").unwrap();
+        let _ = i.intern(b"n1").unwrap();
+        let b = i.intern(b"n0,r1").unwrap();
+        assert_eq!(a, b);
+        assert!(i.intern(b"q").is_none());
+    }
+}
