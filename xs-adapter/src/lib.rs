@@ -2,3 +2,5 @@
 //! xenstored, and hosts the `xlsync` command. It calls merge-core; merge-core never calls it.
 
 pub mod dump;
+pub mod live;
+pub mod wire;

@@ -9,6 +9,7 @@
 
 pub mod oracle;
 pub mod qmp;
+pub mod live_host;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
