@@ -123,7 +123,7 @@ fn read_backend(xs: &XsView<'_>, path: &str, domid: u32, kind: &str, guest: u32,
         hotplug_error: v("hotplug-error"),
         error,
         trusted: domid != guest && !guest_writable(xs.tree, path, guest) && !guest_writable(xs.tree, &format!("{path}/state"), guest),
-        domain_alive: xs.value(&format!("/local/domain/{domid}")).is_some(),
+        domain_alive: xs.exists(&format!("/local/domain/{domid}")),
     }
 }
 
@@ -138,7 +138,7 @@ fn find_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, devid: i64, pointe
     if let Some(p) = pointer {
         if let Some(b) = super::libxl_list::parse_backend_domid(p) {
             let kind = p.split('/').nth(5).unwrap_or("").to_string();
-            if xs.value(p).is_some() {
+            if xs.exists(p) {
                 return Some(read_backend(xs, p, b, &kind, guest, devid));
             }
         }
@@ -146,7 +146,7 @@ fn find_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, devid: i64, pointe
     for b in backend_domains(xs) {
         for kind in rule.backend_kinds {
             let p = format!("/local/domain/{b}/backend/{kind}/{guest}/{devid}");
-            if xs.value(&p).is_some() {
+            if xs.exists(&p) {
                 return Some(read_backend(xs, &p, b, kind, guest, devid));
             }
         }
@@ -177,7 +177,7 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     let mut out = Vec::new();
     for devid in devids.into_keys() {
         let rpath = format!("{record_dir}/{devid}");
-        let record = xs.value(&rpath).map(|_| Record {
+        let record = xs.exists(&rpath).then(|| Record {
             path: rpath.clone(),
             parsed: parse_record(xs, rule, &rpath, devid as i32),
             trusted: !guest_writable(tree, &rpath, guest),
@@ -185,7 +185,7 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
         let pointer = xs.value(&format!("{rpath}/backend"));
         let backend = find_backend(xs, rule, guest, devid, pointer.as_deref());
         let fpath = format!("{front_dir}/{devid}");
-        let frontend = xs.value(&fpath).map(|_| Frontend { path: fpath.clone(), state: xs.value(&format!("{fpath}/state")) });
+        let frontend = xs.exists(&fpath).then(|| Frontend { path: fpath.clone(), state: xs.value(&format!("{fpath}/state")) });
         out.push(DeviceEvidence { kind: rule.kind, devid, record, backend, frontend });
     }
     out

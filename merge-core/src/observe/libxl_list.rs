@@ -53,6 +53,51 @@ type R<T> = Result<T, Fail>;
 struct Ctx<'a> {
     xs: &'a XsView<'a>,
     logs: Vec<LogLine>,
+    /// Reused for `<dir>/<name>` lookups, so the common read allocates nothing.
+    buf: String,
+    /// The direct children of the record being parsed, read in one range scan: a record has
+    /// a dozen nodes and libxl probes ~60 names (the nic's colo keys), mostly absent.
+    local: Option<Local>,
+}
+
+fn valid_component(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'-'))
+}
+
+struct Local {
+    dir: String,
+    children: Vec<(String, Read)>,
+}
+
+impl Local {
+    fn load(xs: &XsView<'_>, dir: &str) -> Option<Local> {
+        let p = crate::xenstore::Path::new(dir).ok()?;
+        let prefix_len = dir.len() + 1;
+        let children = xs
+            .tree
+            .subtree(&p)
+            .filter(|(k, _)| k.as_str().len() > prefix_len && !k.as_str()[prefix_len..].contains('/'))
+            .map(|(k, _)| {
+                let name = k.as_str()[prefix_len..].to_string();
+                let read = xs.read(k.as_str());
+                (name, read)
+            })
+            .collect();
+        Some(Local { dir: dir.to_string(), children })
+    }
+
+    /// `Some` when `dir` is this record: the read, answered locally.
+    fn read(&self, dir: &str, name: &str) -> Option<Read> {
+        if dir != self.dir {
+            return None;
+        }
+        Some(match self.children.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => self.children[i].1.clone(),
+            // A name that is not a valid path component reads as EINVAL, as from the daemon.
+            Err(_) if !valid_component(name) => Read::Error(crate::libxl_log::EINVAL),
+            Err(_) => Read::Absent,
+        })
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -62,6 +107,49 @@ impl<'a> Ctx<'a> {
 
     fn crash(&self, path: &str, reason: impl Into<String>) -> Fail {
         Fail { path: path.to_string(), reason: reason.into(), crash: true }
+    }
+
+    fn join(&mut self, dir: &str, name: &str) -> String {
+        self.buf.clear();
+        self.buf.push_str(dir);
+        self.buf.push('/');
+        self.buf.push_str(name);
+        std::mem::take(&mut self.buf)
+    }
+
+    fn local_read(&self, dir: &str, name: &str) -> Option<Read> {
+        self.local.as_ref().and_then(|l| l.read(dir, name))
+    }
+
+    fn read_checked_at(&mut self, dir: &str, name: &str) -> R<Option<String>> {
+        match self.local_read(dir, name) {
+            Some(Read::Value(v)) => return Ok(Some(v)),
+            Some(Read::Absent) => return Ok(None),
+            _ => {}
+        }
+        let p = self.join(dir, name);
+        let r = self.read_checked(&p);
+        self.buf = p;
+        r
+    }
+
+    fn read_plain_at(&mut self, dir: &str, name: &str) -> Option<String> {
+        match self.local_read(dir, name) {
+            Some(Read::Value(v)) => return Some(v),
+            Some(_) => return None,
+            None => {}
+        }
+        let p = self.join(dir, name);
+        let r = self.read_plain(&p);
+        self.buf = p;
+        r
+    }
+
+    fn read_mandatory_at(&mut self, dir: &str, name: &str) -> R<String> {
+        let p = self.join(dir, name);
+        let r = self.read_mandatory(&p);
+        self.buf = p;
+        r
     }
 
     /// `libxl__xs_read_checked`: absent is fine (`None`), any other error fails and logs.
@@ -99,13 +187,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A required node whose absence libxl reports with its own message.
-    fn read_required(&mut self, path: &str, site: log::Site, text: String) -> R<String> {
-        match self.read_plain(path) {
+    /// A required node whose absence libxl reports as `Missing xenstore node <dir>/<name>`.
+    fn read_required(&mut self, dir: &str, name: &str, site: log::Site) -> R<String> {
+        match self.read_plain_at(dir, name) {
             Some(v) => Ok(v),
             None => {
-                self.logs.push(LogLine::new(site, None, text));
-                Err(self.fail(path, "required node missing"))
+                let path = format!("{dir}/{name}");
+                self.logs.push(LogLine::new(site, None, format!("Missing xenstore node {path}")));
+                Err(self.fail(&path, "required node missing"))
             }
         }
     }
@@ -148,7 +237,7 @@ fn enum_value<'v>(s: &str, values: &[&'v str]) -> Option<&'v str> {
 
 /// Lists one kind the way libxl 4.17 does for domain `domid`.
 pub fn libxl_list(xs: &XsView<'_>, domid: u32, rule: &KindRule) -> Listing {
-    let mut ctx = Ctx { xs, logs: Vec::new() };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
     let result = match rule.list {
         ListSource::NotListed => return Listing::NotListed,
         ListSource::LibxlRecords => list_records(&mut ctx, domid, rule),
@@ -168,8 +257,8 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
         // libxl__device_disk_get_path: vbd or virtio_disk, never both.
         let xen = format!("{base}/vbd");
         let virtio = format!("{base}/virtio_disk");
-        let has_xen = ctx.read_checked(&xen)?.is_some();
-        let has_virtio = ctx.read_checked(&virtio)?.is_some();
+        let has_xen = ctx.read_checked(&xen)?.is_some() || ctx.xs.exists(&xen);
+        let has_virtio = ctx.read_checked(&virtio)?.is_some() || ctx.xs.exists(&virtio);
         if has_xen && has_virtio {
             ctx.logs.push(LogLine::new(
                 log::DISK_BOTH_PATHS,
@@ -197,11 +286,12 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
 
 /// Parses one `/libxl/<D>/device/<kind>/<nr>` record with the kind's `from_xenstore`.
 pub fn parse_record(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Result<XsDevice, String> {
-    let mut ctx = Ctx { xs, logs: Vec::new() };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
     record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| format!("{} (at {})", f.reason, f.path))
 }
 
 fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32) -> R<XsDevice> {
+    ctx.local = Local::load(ctx.xs, path);
     let mut dev = XsDevice {
         kind: rule.kind,
         key: IdentityKey::Devid(nr as i64),
@@ -218,7 +308,7 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
         DeviceKind::Usbctrl => usbctrl_from_xenstore(ctx, path, &mut dev)?,
         DeviceKind::Vdispl => {
             set(&mut dev.fields, "devid", nr);
-            let be = ctx.read_mandatory(&format!("{path}/backend"))?;
+            let be = ctx.read_mandatory_at(&path, "backend")?;
             let b = ctx.backend_domid(&be)?;
             set(&mut dev.fields, "backend_domid", b);
         }
@@ -231,7 +321,7 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
 const DISK_BACKENDS: &[(&str, &str)] = &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];
 
 fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
-    let be = match ctx.read_checked(&format!("{p}/backend"))? {
+    let be = match ctx.read_checked_at(&p, "backend")? {
         Some(b) => b,
         None => {
             ctx.logs.push(LogLine::new(log::DISK_NO_BACKEND, None, format!("disk {p} does not exist (no backend path")));
@@ -247,7 +337,7 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         }
     };
     set(&mut dev.fields, "backend_domid", b);
-    if let Some(params) = ctx.read_plain(&format!("{p}/params")) {
+    if let Some(params) = ctx.read_plain_at(&p, "params") {
         let medium = match params.find(':') {
             Some(i) => params[i + 1..].to_string(),
             None => params,
@@ -255,29 +345,25 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         set(&mut dev.fields, "pdev_path", medium.clone());
         dev.pdev_path = Some(medium);
     }
-    if let Some(host) = ctx.read_plain(&format!("{p}/colo-host")) {
+    if let Some(host) = ctx.read_plain_at(&p, "colo-host") {
         set(&mut dev.fields, "colo_enable", "True");
         set(&mut dev.fields, "colo_host", host);
-        let port = ctx.read_required(
-            &format!("{p}/colo-port"),
-            log::DISK_NO_COLO_PORT,
-            format!("Missing xenstore node {p}/colo-port"),
-        )?;
+        let port = ctx.read_required(&p, "colo-port", log::DISK_NO_COLO_PORT)?;
         set(&mut dev.fields, "colo_port", cparse::atoi(port.as_bytes()));
         for (node, field) in [("colo-export", "colo_export"), ("active-disk", "active_disk"), ("hidden-disk", "hidden_disk")] {
-            let v = ctx.read_required(&format!("{p}/{node}"), log::DISK_NO_COLO_PARAM, format!("Missing xenstore node {p}/{node}"))?;
+            let v = ctx.read_required(&p, node, log::DISK_NO_COLO_PARAM)?;
             set(&mut dev.fields, field, v);
         }
     } else {
         set(&mut dev.fields, "colo_enable", "False");
     }
-    let ty = ctx.read_required(&format!("{p}/type"), log::DISK_NO_TYPE, format!("Missing xenstore node {p}/type"))?;
+    let ty = ctx.read_required(&p, "type", log::DISK_NO_TYPE)?;
     // libxl_string_to_backend: exact, case-sensitive; anything else leaves UNKNOWN (its error
     // return is ignored).
     if let Some((_, b)) = DISK_BACKENDS.iter().find(|(s, _)| *s == ty) {
         set(&mut dev.fields, "backend", *b);
     }
-    let spec = match ctx.read_plain(&format!("{p}/specification")) {
+    let spec = match ctx.read_plain_at(&p, "specification") {
         None => "xen",
         Some(s) => match enum_value(&s, &["unknown", "xen", "virtio"]) {
             Some(v) => v,
@@ -293,7 +379,7 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     };
     set(&mut dev.fields, "specification", spec);
     if spec == "virtio" {
-        let t = ctx.read_required(&format!("{p}/transport"), log::DISK_NO_TRANSPORT, format!("Missing xenstore node {p}/transport"))?;
+        let t = ctx.read_required(&p, "transport", log::DISK_NO_TRANSPORT)?;
         match enum_value(&t, &["unknown", "mmio"]) {
             Some("mmio") => set(&mut dev.fields, "transport", "mmio"),
             Some(_) => {
@@ -305,25 +391,21 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
                 return Err(ctx.fail(p, "invalid transport"));
             }
         }
-        let base = ctx.read_required(&format!("{p}/base"), log::DISK_NO_BASE, format!("Missing xenstore node {p}/base"))?;
+        let base = ctx.read_required(&p, "base", log::DISK_NO_BASE)?;
         set(&mut dev.fields, "base", cparse::strtoull(base.as_bytes(), 10).value);
-        let irq = ctx.read_required(&format!("{p}/irq"), log::DISK_NO_IRQ, format!("Missing xenstore node {p}/irq"))?;
+        let irq = ctx.read_required(&p, "irq", log::DISK_NO_IRQ)?;
         set(&mut dev.fields, "irq", cparse::strtoull(irq.as_bytes(), 10).value as u32);
     }
-    let vdev = ctx.read_required(&format!("{p}/dev"), log::DISK_NO_DEV, format!("Missing xenstore node {p}/dev"))?;
+    let vdev = ctx.read_required(&p, "dev", log::DISK_NO_DEV)?;
     set(&mut dev.fields, "vdev", vdev.clone());
     dev.key = IdentityKey::Vdev(Some(vdev));
     let removable =
-        ctx.read_required(&format!("{p}/removable"), log::DISK_NO_REMOVABLE, format!("Missing xenstore node {p}/removable"))?;
+        ctx.read_required(&p, "removable", log::DISK_NO_REMOVABLE)?;
     dev.removable = cparse::atoi(removable.as_bytes());
     set(&mut dev.fields, "removable", dev.removable);
-    let mode = ctx.read_required(&format!("{p}/mode"), log::DISK_NO_MODE, format!("Missing xenstore node {p}/mode"))?;
+    let mode = ctx.read_required(&p, "mode", log::DISK_NO_MODE)?;
     set(&mut dev.fields, "readwrite", i32::from(mode == "w"));
-    let dt = ctx.read_required(
-        &format!("{p}/device-type"),
-        log::DISK_NO_DEVICE_TYPE,
-        format!("Missing xenstore node {p}/device-type"),
-    )?;
+    let dt = ctx.read_required(&p, "device-type", log::DISK_NO_DEVICE_TYPE)?;
     set(&mut dev.fields, "is_cdrom", i32::from(dt == "cdrom"));
     Ok(())
 }
@@ -415,37 +497,37 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 }
 
 fn nic_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
-    let devid = match ctx.read_checked(&format!("{p}/handle"))? {
+    let devid = match ctx.read_checked_at(&p, "handle")? {
         Some(h) => cparse::atoi(h.as_bytes()),
         None => 0,
     };
     dev.key = IdentityKey::Devid(devid as i64);
     set(&mut dev.fields, "devid", devid);
-    let Some(be) = ctx.read_checked(&format!("{p}/backend"))? else {
+    let Some(be) = ctx.read_checked_at(&p, "backend")? else {
         ctx.logs.push(LogLine::new(log::NIC_NO_BACKEND, None, format!("nic {p} does not exist (no backend path)")));
         return Err(ctx.fail(p, "no backend node"));
     };
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
-    match ctx.read_checked(&format!("{p}/mtu"))? {
+    match ctx.read_checked_at(&p, "mtu")? {
         Some(m) => match cparse::strtol_whole(m.as_bytes()) {
             Some(v) => set(&mut dev.fields, "mtu", v as i32),
             None => return Err(ctx.fail(&format!("{p}/mtu"), format!("mtu {m:?} is not a number"))),
         },
         None => set(&mut dev.fields, "mtu", 1500),
     }
-    if let Some(m) = ctx.read_checked(&format!("{p}/mac"))? {
+    if let Some(m) = ctx.read_checked_at(&p, "mac")? {
         match parse_mac(&m) {
             Some(mac) => set(&mut dev.fields, "mac", format_mac(&mac)),
             None => return Err(ctx.fail(&format!("{p}/mac"), format!("mac {m:?} is malformed"))),
         }
     }
     for (node, field) in NIC_STRINGS {
-        if let Some(v) = ctx.read_checked(&format!("{p}/{node}"))? {
+        if let Some(v) = ctx.read_checked_at(&p, node)? {
             set(&mut dev.fields, field, v);
         }
     }
-    match ctx.read_checked(&format!("{p}/type"))? {
+    match ctx.read_checked_at(&p, "type")? {
         Some(t) => match enum_value(&t, &["unknown", "vif_ioemu", "vif"]) {
             Some(v) => set(&mut dev.fields, "nictype", v),
             None => return Err(ctx.fail(&format!("{p}/type"), format!("nic type {t:?} is invalid"))),
@@ -472,10 +554,10 @@ pub fn parse_uuid(s: &str) -> Option<String> {
 
 fn vtpm_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let be = ctx.read_mandatory(&format!("{p}/backend"))?;
+    let be = ctx.read_mandatory_at(&p, "backend")?;
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
-    if let Some(u) = ctx.read_plain(&format!("{be}/uuid")) {
+    if let Some(u) = ctx.read_plain_at(&be, "uuid") {
         match parse_uuid(&u) {
             Some(uuid) => set(&mut dev.fields, "uuid", uuid),
             None => {
@@ -493,7 +575,7 @@ fn vtpm_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
 
 fn usbctrl_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let ty = ctx.read_checked(&format!("{p}/type"))?;
+    let ty = ctx.read_checked_at(&p, "type")?;
     let Some(ty) = ty else {
         // libxl_usbctrl_type_from_string(NULL, …): strcasecmp on NULL.
         return Err(ctx.crash(&format!("{p}/type"), "usbctrl record without `type`: libxl dereferences NULL"));
@@ -511,7 +593,7 @@ fn usbctrl_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()
         }
         p.to_string()
     } else {
-        let Some(be) = ctx.read_checked(&format!("{p}/backend"))? else {
+        let Some(be) = ctx.read_checked_at(&p, "backend")? else {
             // Returns 0 with a partial record.
             return Ok(());
         };
@@ -521,8 +603,8 @@ fn usbctrl_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()
         }
         be
     };
-    let version = ctx.read_checked(&format!("{be_path}/usb-ver"))?.map_or(-1, |v| cparse::atoi(v.as_bytes()));
-    let ports = ctx.read_checked(&format!("{be_path}/num-ports"))?.map_or(-1, |v| cparse::atoi(v.as_bytes()));
+    let version = ctx.read_checked_at(&be_path, "usb-ver")?.map_or(-1, |v| cparse::atoi(v.as_bytes()));
+    let ports = ctx.read_checked_at(&be_path, "num-ports")?.map_or(-1, |v| cparse::atoi(v.as_bytes()));
     set(&mut dev.fields, "version", version);
     set(&mut dev.fields, "ports", ports);
     Ok(())
@@ -560,7 +642,7 @@ const PCM_FORMATS: &[&str] = &[
 /// `libxl__params_from_xenstore` on `path`.
 fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
     let mut params = Object::new();
-    if let Some(rates) = ctx.read_checked(&format!("{path}/sample-rates"))? {
+    if let Some(rates) = ctx.read_checked_at(&path, "sample-rates")? {
         let v: Vec<Value> = rates
             .split([' ', ','])
             .filter(|t| !t.is_empty())
@@ -570,7 +652,7 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
             params.insert("sample_rates".into(), Value::Array(v));
         }
     }
-    if let Some(formats) = ctx.read_checked(&format!("{path}/sample-formats"))? {
+    if let Some(formats) = ctx.read_checked_at(&path, "sample-formats")? {
         let mut v = Vec::new();
         for t in formats.split([' ', ',']).filter(|t| !t.is_empty()) {
             match enum_value(t, PCM_FORMATS) {
@@ -583,7 +665,7 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
         }
     }
     for (node, field) in [("channels-min", "channels_min"), ("channels-max", "channels_max"), ("buffer-size", "buffer_size")] {
-        if let Some(x) = ctx.read_checked(&format!("{path}/{node}"))? {
+        if let Some(x) = ctx.read_checked_at(&path, node)? {
             let n = cparse::strtoull(x.as_bytes(), 0).value as u32;
             if n != 0 {
                 params.insert(field.into(), Value::from(n));
@@ -595,14 +677,14 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
 
 fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let be = ctx.read_mandatory(&format!("{p}/backend"))?;
+    let be = ctx.read_mandatory_at(&p, "backend")?;
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
-    let fe = ctx.read_mandatory(&format!("{p}/frontend"))?;
-    if let Some(s) = ctx.read_plain(&format!("{fe}/short-name")) {
+    let fe = ctx.read_mandatory_at(&p, "frontend")?;
+    if let Some(s) = ctx.read_plain_at(&fe, "short-name") {
         set(&mut dev.fields, "short_name", s);
     }
-    if let Some(s) = ctx.read_plain(&format!("{fe}/long-name")) {
+    if let Some(s) = ctx.read_plain_at(&fe, "long-name") {
         set(&mut dev.fields, "long_name", s);
     }
     let params = vsnd_params(ctx, &fe)?;
@@ -614,7 +696,7 @@ fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
             break;
         }
         let mut pcm = Object::new();
-        if let Some(n) = ctx.read_plain(&format!("{pcm_path}/name")) {
+        if let Some(n) = ctx.read_plain_at(&pcm_path, "name") {
             pcm.insert("name".into(), n.into());
         }
         pcm.insert("params".into(), Value::Object(vsnd_params(ctx, &pcm_path)?));
@@ -625,10 +707,10 @@ fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
                 break;
             }
             let mut s = Object::new();
-            if let Some(u) = ctx.read_plain(&format!("{sp}/unique-id")) {
+            if let Some(u) = ctx.read_plain_at(&sp, "unique-id") {
                 s.insert("unique_id".into(), u.into());
             }
-            if let Some(t) = ctx.read_checked(&format!("{sp}/type"))? {
+            if let Some(t) = ctx.read_checked_at(&sp, "type")? {
                 match enum_value(&t, &["p", "c"]) {
                     Some(v) => {
                         s.insert("type".into(), v.into());
@@ -657,13 +739,13 @@ fn list_pci(ctx: &mut Ctx<'_>, domid: u32) -> R<Vec<XsDevice>> {
 /// The PCI devices of the backend at `be` (any backend domain, any devid), read as libxl
 /// reads `/local/domain/0/backend/pci/<D>/0`.
 pub fn pci_devices_at(xs: &XsView<'_>, be: &str) -> Result<Vec<XsDevice>, String> {
-    let mut ctx = Ctx { xs, logs: Vec::new() };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
     list_pci_at(&mut ctx, be).map_err(|f| format!("{} (at {})", f.reason, f.path))
 }
 
 fn list_pci_at(ctx: &mut Ctx<'_>, be: &str) -> R<Vec<XsDevice>> {
     let be = be.to_string();
-    let Some(num) = ctx.read_plain(&format!("{be}/num_devs")) else {
+    let Some(num) = ctx.read_plain_at(&be, "num_devs") else {
         return Err(ctx.fail(&format!("{be}/num_devs"), "no num_devs node"));
     };
     let n = cparse::atoi(num.as_bytes()) as u32;

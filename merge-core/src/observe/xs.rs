@@ -30,19 +30,24 @@ impl<'a> XsView<'a> {
     }
 
     pub fn read(&self, path: &str) -> Read {
-        let Ok(p) = Path::new(path) else {
-            return Read::Error(libxl_log::EINVAL);
-        };
-        match self.tree.get(&p) {
+        // The common case, a valid path that is present, needs no validation or allocation.
+        match self.tree.get_str(path) {
             Some(n) if n.unreadable => Read::Error(libxl_log::EACCES),
             Some(n) if n.truncated => Read::Error(VALUE_TRUNCATED),
             Some(n) => {
                 let bytes = n.value.split(|b| *b == 0).next().unwrap_or(&[]);
                 Read::Value(String::from_utf8_lossy(bytes).into_owned())
             }
-            // A directory that a partial dump only implies still exists in the store.
-            None if p.is_absolute() && self.tree.has_descendants(&p) => Read::Value(String::new()),
+            None if Path::new(path).is_err() => Read::Error(libxl_log::EINVAL),
             None => Read::Absent,
+        }
+    }
+
+    /// Whether the node exists, counting a directory that a partial dump only implies.
+    pub fn exists(&self, path: &str) -> bool {
+        match Path::new(path) {
+            Ok(p) => self.tree.exists(&p),
+            Err(_) => false,
         }
     }
 
@@ -57,9 +62,6 @@ impl<'a> XsView<'a> {
     /// `xs_directory`: child names (sorted; the daemon would give creation order), empty when
     /// the path is absent or invalid.
     pub fn directory(&self, path: &str) -> Vec<String> {
-        match Path::new(path) {
-            Ok(p) => self.tree.children(&p),
-            Err(_) => Vec::new(),
-        }
+        self.tree.children_of_str(path)
     }
 }

@@ -295,8 +295,12 @@ impl Tree {
     /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
     /// (its own line missing from a partial dump) is listed too.
     pub fn children(&self, path: &Path) -> Vec<String> {
-        let prefix = path.subtree_start();
-        let end = path.subtree_end();
+        self.children_of_str(path.as_str())
+    }
+
+    /// [`Tree::children`] for a path given as text (an invalid path has no children).
+    pub fn children_of_str(&self, path: &str) -> Vec<String> {
+        let (prefix, end) = if path == "/" { ("/".to_string(), "0".to_string()) } else { (format!("{path}/"), format!("{path}0")) };
         let mut out: Vec<String> = Vec::new();
         let mut cursor: Bound<String> = Bound::Included(prefix.clone());
         loop {
@@ -325,8 +329,10 @@ impl Tree {
                 Bound::Excluded(child_path)
             };
         }
-        out.sort();
-        out.dedup();
+        if !out.is_sorted() {
+            out.sort();
+            out.dedup();
+        }
         out
     }
 
