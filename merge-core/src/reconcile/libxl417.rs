@@ -94,8 +94,7 @@ fn libxl_parse(cfg: &DomainConfig) -> Result<DomainConfig, Stop> {
             reason: "two `type.*` keys in b_info: libxl's parser asserts".into(),
         });
     }
-    // TODO(config): replace with config::normalize_libxl_417 once it lands.
-    Ok(cfg.clone())
+    crate::config::normalize_libxl_417(cfg).map_err(|e| Stop::Failed(format!("libxl cannot parse the JSON: {e}")))
 }
 
 fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {

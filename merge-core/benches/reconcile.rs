@@ -1,0 +1,128 @@
+//! Issue 5's target: reconciling one 20-device domain under no-loss costs no more than
+//! serialising its merged config with serde_json, measured in the same run. Also times the
+//! libxl-4.17 policy on the same input for reference.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use merge_core::config::DomainConfig;
+use merge_core::hypervisor::{GuestType, HostInfo, HypervisorDomain};
+use merge_core::reconcile::{reconcile, Inputs, JsonReplica, Policy};
+use merge_core::xenstore::{Node, Path, Tree};
+use serde_json::json;
+use std::hint::black_box;
+
+const UUID: &str = "3a9f1c2e-5b7d-4e8f-9a01-23456789abcd";
+
+fn put(tree: &mut Tree, p: &str, v: &str) {
+    tree.insert_with_parents(Path::new(p).unwrap(), Node::new(v.as_bytes().to_vec()), None);
+}
+
+/// A PV domain with 10 disks and 10 nics, both replicas as libxl writes them.
+fn domain() -> (DomainConfig, Tree, HostInfo) {
+    let d = 5;
+    let mut tree = Tree::new();
+    for (p, v) in [("/local/domain/0/domid", "0"), ("/local/domain/0/name", "Domain-0"), ("/local/pool/0/name", "Pool-0")] {
+        put(&mut tree, p, v);
+    }
+    put(&mut tree, &format!("/local/domain/{d}/name"), "bench");
+    put(&mut tree, &format!("/local/domain/{d}/vm"), &format!("/vm/{UUID}"));
+    put(&mut tree, &format!("/local/domain/{d}/memory/target"), "1048576");
+    put(&mut tree, &format!("/local/domain/{d}/memory/static-max"), "2097152");
+    for i in 0..4 {
+        put(&mut tree, &format!("/local/domain/{d}/cpu/{i}/availability"), if i < 2 { "online" } else { "offline" });
+    }
+    put(&mut tree, &format!("/libxl/{d}/type"), "pv");
+    let mut disks = Vec::new();
+    let mut nics = Vec::new();
+    for i in 0..10u32 {
+        let vdev = format!("xvd{}", (b'a' + i as u8) as char);
+        let devid = 51712 + 16 * i;
+        let be = format!("/local/domain/0/backend/vbd/{d}/{devid}");
+        let fe = format!("/local/domain/{d}/device/vbd/{devid}");
+        let rec = format!("/libxl/{d}/device/vbd/{devid}");
+        let keys = [
+            ("params", format!("/dev/vg0/bench-{i}")),
+            ("script", "/etc/xen/scripts/block".into()),
+            ("frontend-id", d.to_string()),
+            ("online", "1".into()),
+            ("removable", "0".into()),
+            ("bootable", "1".into()),
+            ("dev", vdev.clone()),
+            ("type", "phy".into()),
+            ("mode", "w".into()),
+            ("device-type", "disk".into()),
+            ("specification", "xen".into()),
+        ];
+        for (k, v) in &keys {
+            put(&mut tree, &format!("{be}/{k}"), v);
+            put(&mut tree, &format!("{rec}/{k}"), v);
+        }
+        put(&mut tree, &format!("{be}/state"), "4");
+        put(&mut tree, &format!("{be}/frontend"), &fe);
+        put(&mut tree, &format!("{rec}/state"), "1");
+        put(&mut tree, &format!("{rec}/frontend"), &fe);
+        put(&mut tree, &format!("{rec}/backend"), &be);
+        put(&mut tree, &format!("{fe}/backend"), &be);
+        put(&mut tree, &format!("{fe}/state"), "4");
+        put(&mut tree, &format!("{fe}/virtual-device"), &devid.to_string());
+        disks.push(json!({"pdev_path": format!("/dev/vg0/bench-{i}"), "vdev": vdev, "format": "raw", "readwrite": 1}));
+
+        let mac = format!("00:16:3e:00:00:{i:02x}");
+        let be = format!("/local/domain/0/backend/vif/{d}/{i}");
+        let fe = format!("/local/domain/{d}/device/vif/{i}");
+        let rec = format!("/libxl/{d}/device/vif/{i}");
+        let keys = [
+            ("frontend-id", d.to_string()),
+            ("online", "1".into()),
+            ("script", "/etc/xen/scripts/vif-bridge".into()),
+            ("mac", mac.clone()),
+            ("bridge", "xenbr0".into()),
+            ("handle", i.to_string()),
+            ("type", "vif".into()),
+        ];
+        for (k, v) in &keys {
+            put(&mut tree, &format!("{be}/{k}"), v);
+            put(&mut tree, &format!("{rec}/{k}"), v);
+        }
+        put(&mut tree, &format!("{be}/state"), "4");
+        put(&mut tree, &format!("{be}/hotplug-status"), "connected");
+        put(&mut tree, &format!("{be}/frontend"), &fe);
+        put(&mut tree, &format!("{rec}/state"), "1");
+        put(&mut tree, &format!("{rec}/frontend"), &fe);
+        put(&mut tree, &format!("{rec}/backend"), &be);
+        put(&mut tree, &format!("{fe}/backend"), &be);
+        put(&mut tree, &format!("{fe}/state"), "4");
+        put(&mut tree, &format!("{fe}/handle"), &i.to_string());
+        nics.push(json!({"devid": i, "mac": mac, "bridge": "xenbr0", "nictype": "vif"}));
+    }
+    let cfg = json!({
+        "c_info": {"type": "pv", "name": "bench", "uuid": UUID, "run_hotplug_scripts": "True"},
+        "b_info": {"max_vcpus": 4, "avail_vcpus": [0, 1], "max_memkb": 2097152, "target_memkb": 1048576, "video_memkb": 0,
+                   "sched_params": {}, "claim_mode": "True", "kernel": "/boot/vmlinuz", "cmdline": "root=/dev/xvda1",
+                   "type.pv": {}, "arch_arm": {}, "arch_x86": {}},
+        "disks": disks,
+        "nics": nics,
+        "on_reboot": "restart"
+    });
+    let mut host = HostInfo::default();
+    host.insert(HypervisorDomain::new(0, "00000000-0000-0000-0000-000000000000", GuestType::Pv));
+    host.insert(HypervisorDomain::new(d, UUID, GuestType::Pv));
+    (DomainConfig::from_object(cfg.as_object().unwrap().clone()), tree, host)
+}
+
+fn bench(c: &mut Criterion) {
+    let (cfg, tree, host) = domain();
+    let json = JsonReplica::Present(cfg);
+    let inputs = Inputs { domid: 5, json: &json, tree: &tree, host: &host };
+    let merged = reconcile(inputs, Policy::NoLoss).config.unwrap();
+    assert_eq!(merged.devices(merge_core::config::DeviceArray::Disks).len() + merged.devices(merge_core::config::DeviceArray::Nics).len(), 20);
+    let mut g = c.benchmark_group("20-device domain");
+    g.bench_function("reconcile no-loss", |b| b.iter(|| black_box(reconcile(black_box(inputs), Policy::NoLoss))));
+    g.bench_function("reconcile libxl-4.17", |b| b.iter(|| black_box(reconcile(black_box(inputs), Policy::Libxl417))));
+    g.bench_function("serde_json::to_string(merged config)", |b| {
+        b.iter(|| black_box(serde_json::to_string(black_box(merged.as_object())).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
