@@ -330,11 +330,38 @@ impl Transaction<'_> {
         self.ask(Request::Read(path))
     }
 
+    /// The children of `path` in the daemon's order, `None` if it does not exist. A list too
+    /// long for one reply (`E2BIG`) is fetched with `DIRECTORY_PART`, starting over if the
+    /// node's generation changes between parts.
     pub fn directory(&mut self, path: &str) -> Result<Option<Vec<String>>, Error> {
         let request = Request::Directory(path);
-        match self.ask(request)? {
-            None => Ok(None),
-            Some(p) => wire::parse_directory(&p).map(Some).map_err(|e| bad_reply(&request, e)),
+        match self.client.call(&request, self.tx_id)? {
+            Err(Errno::E2BIG) => self.directory_in_parts(path),
+            reply => match optional(&request, reply)? {
+                None => Ok(None),
+                Some(p) => wire::parse_directory(&p).map(Some).map_err(|e| bad_reply(&request, e)),
+            },
+        }
+    }
+
+    fn directory_in_parts(&mut self, path: &str) -> Result<Option<Vec<String>>, Error> {
+        let mut children = Vec::new();
+        let mut generation: Option<String> = None;
+        let mut offset = 0;
+        loop {
+            let request = Request::DirectoryPart { path, offset };
+            let Some(payload) = self.ask(request)? else { return Ok(None) };
+            let part = wire::parse_directory_part(&payload).map_err(|e| bad_reply(&request, e))?;
+            if generation.as_ref().is_some_and(|g| *g != part.generation) {
+                (children, generation, offset) = (Vec::new(), None, 0);
+                continue;
+            }
+            generation = Some(part.generation);
+            children.extend(part.children);
+            offset += part.list_bytes;
+            if part.complete {
+                return Ok(Some(children));
+            }
         }
     }
 

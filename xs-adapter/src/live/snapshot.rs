@@ -34,9 +34,12 @@
 //! node of U holds the value it had at the moment of barrier k: U is exactly the store's
 //! content at one instant. Different units may be taken at different instants.
 //!
-//! Passes are bounded by [`SnapshotOptions::max_passes`]. Units still changing then are read
-//! inside one small transaction each (the [`Consistency::Transaction`] mechanism), which is
-//! consistent by the daemon's own check. The counts are in [`SnapshotStats`].
+//! Passes are bounded by [`SnapshotOptions::max_passes`]. For units still changing then, the
+//! parts that changed are read inside one small transaction per unit, which the daemon commits
+//! only if they did not change meanwhile, and a barrier checks that the unit's other parts
+//! stayed still (see `Builder::settle_in_transactions`). The counts are in [`SnapshotStats`]. A
+//! writer that keeps changing the same unit faster than a transaction can read it makes the
+//! snapshot fail with [`Error::TooManyRetries`] rather than return a torn unit.
 //!
 //! The argument relies on the daemon answering one connection in order and queueing events
 //! with replies. xenstore.txt allows replies in any order, but both the C xenstored and
@@ -115,6 +118,8 @@ pub struct SnapshotStats {
     pub reread_domains: usize,
     /// Parts (subtrees or single nodes) re-read, over all passes.
     pub reread_parts: usize,
+    /// Units re-read by each pass after the first: how fast the snapshot converged.
+    pub units_per_pass: Vec<usize>,
     /// Watch events received after the watches were set.
     pub events: u64,
     /// Units read inside a transaction (all of them in [`Consistency::Transaction`], the
@@ -487,7 +492,8 @@ struct Batch {
 impl Work for Batch {
     type Tag = ();
     fn next_request(&mut self) -> Option<(Op, ())> {
-        self.ops.pop().map(|op| (op, ()))
+        // In the order given (the batches are a handful of watches).
+        (!self.ops.is_empty()).then(|| (self.ops.remove(0), ()))
     }
     fn on_reply(&mut self, _: (), op: &Op, reply: Reply) -> Result<(), Error> {
         expect_ok(&op.request(), reply).map(drop)
@@ -523,21 +529,24 @@ impl Builder<'_> {
         }
         conn.run(&mut walk, self.window, tx_id)?;
         let (nodes, gone, denied) = walk.finish()?;
-        for part in parts {
-            let Ok(path) = Path::new(part.path()) else { continue };
-            match part {
-                Part::Subtree(_) => {
-                    self.tree.remove_subtree(&path);
-                }
-                Part::Node(_) => {
-                    self.tree.remove(&path);
-                }
-            }
+        // What was read replaces what the tree held there (only the unit's own nodes, when
+        // the walk kept to one unit).
+        let mut doomed: Vec<Path> = Vec::new();
+        let subtrees = parts.iter().filter_map(|p| match p {
+            Part::Subtree(s) => Some(s.as_str()),
+            Part::Node(_) => None,
+        });
+        for root in subtrees.chain(gone.iter().map(String::as_str)) {
+            let Ok(root) = Path::new(root) else { continue };
+            let outside = |p: &Path| unit.is_some_and(|u| Unit::of(p.as_str(), &owners) != *u);
+            doomed.extend(self.tree.subtree(&root).map(|(p, _)| p.clone()).filter(|p| !outside(p)));
         }
-        for g in gone {
-            if let Ok(path) = Path::new(&g) {
-                self.tree.remove_subtree(&path);
-            }
+        doomed.extend(parts.iter().filter_map(|p| match p {
+            Part::Node(n) => Path::new(n).ok(),
+            Part::Subtree(_) => None,
+        }));
+        for path in doomed {
+            self.tree.remove(&path);
         }
         for (path, node) in nodes {
             self.tree.insert(path, node);
@@ -628,6 +637,45 @@ impl Builder<'_> {
         roots
     }
 
+    /// Ends the passes for units still changing after `max_passes`. Each unit's dirty parts
+    /// are read inside one transaction, which the daemon commits only if none of them changed
+    /// meanwhile: a consistent cut of those parts at the commit. A barrier then shows whether
+    /// any *other* part of the unit changed since the last pass; if none did, the unit is
+    /// consistent at that commit (the same argument as for passes). A unit whose other parts
+    /// changed goes round again with them added. These transactions hold only what changed, so
+    /// they are short and seldom collide with writers, unlike one over the whole unit.
+    fn settle_in_transactions(
+        &mut self,
+        client: &mut Client,
+        mut dirty: BTreeMap<Unit, BTreeSet<Part>>,
+        token: &str,
+    ) -> Result<(), Error> {
+        let mut rounds = 0;
+        while !dirty.is_empty() {
+            rounds += 1;
+            if rounds > client.options().max_transaction_attempts {
+                return Err(Error::TooManyRetries { attempts: rounds - 1 });
+            }
+            let units = dirty.iter().map(|(u, parts)| (u.clone(), parts.iter().cloned().collect())).collect();
+            self.read_units_in_transactions(client, units)?;
+            barrier(client.conn())?;
+            let open: BTreeSet<Unit> = dirty.keys().cloned().collect();
+            let events = client.conn().take_events();
+            let mut next = BTreeMap::new();
+            for (unit, parts) in self.classify(events, token, Some(&open)) {
+                let read = &dirty[&unit];
+                let uncovered: Vec<Part> = parts.into_iter().filter(|p| !covered(p, read)).collect();
+                if !uncovered.is_empty() {
+                    let mut grown = read.clone();
+                    grown.extend(uncovered);
+                    next.insert(unit, grown);
+                }
+            }
+            dirty = next;
+        }
+        Ok(())
+    }
+
     /// Reads each unit again inside its own transaction, retrying on EAGAIN.
     fn read_units_in_transactions(
         &mut self,
@@ -665,6 +713,15 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether reading `parts` also read `part`.
+fn covered(part: &Part, parts: &BTreeSet<Part>) -> bool {
+    parts.contains(part)
+        || parts.iter().any(|p| match p {
+            Part::Subtree(root) => part.path().strip_prefix(root.as_str()).is_some_and(|rest| rest.starts_with('/')),
+            Part::Node(_) => false,
+        })
 }
 
 static TOKEN_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -753,15 +810,7 @@ impl Client {
             let mut reread_domains = BTreeSet::new();
             while !dirty.is_empty() {
                 if b.stats.passes > b.options.max_passes {
-                    let units = b.unit_roots();
-                    let still: BTreeMap<Unit, Vec<Part>> =
-                        units.into_iter().filter(|(u, _)| dirty.contains_key(u)).collect();
-                    // A unit that vanished entirely has no roots left: read its parts anyway.
-                    let mut todo = still;
-                    for (u, parts) in &dirty {
-                        todo.entry(u.clone()).or_insert_with(|| parts.iter().cloned().collect());
-                    }
-                    b.read_units_in_transactions(self, todo)?;
+                    b.settle_in_transactions(self, dirty, &token)?;
                     break;
                 }
                 let open: BTreeSet<Unit> = dirty.keys().cloned().collect();
@@ -772,6 +821,7 @@ impl Client {
                     }
                 }
                 b.stats.reread_parts += parts.len();
+                b.stats.units_per_pass.push(open.len());
                 b.read_parts(self.conn(), &parts, 0, None)?;
                 barrier(self.conn())?;
                 b.stats.passes += 1;
