@@ -41,8 +41,9 @@ pub(crate) fn parse_flat<'a>(
             b.deviation(&line, 0, DumpErrorKind::BlankLine, RepairKind::BlankLine)?;
             continue;
         }
-        if perms_line(t).is_some() {
-            return Err(error_at(&line, 2, DumpErrorKind::StrayPerms));
+        let body = t.trim_ascii();
+        if body.starts_with(b"(") && body.ends_with(b")") {
+            return Err(error_at(&line, t.len() - t.trim_ascii_start().len(), DumpErrorKind::StrayPerms));
         }
         if t[0] == b' ' || t[0] == b'\t' {
             let n = t.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
@@ -61,11 +62,7 @@ pub(crate) fn parse_flat<'a>(
         let Some(space) = memchr::memchr(b' ', t) else {
             // `<path>:` — unreadable.
             let Some(path) = t.strip_suffix(b":") else {
-                return Err(error_at(
-                    &line,
-                    skip + t.len(),
-                    DumpErrorKind::Expected { expected: "` = \"` after the path" },
-                ));
+                return Err(not_a_node(&line, skip, t));
             };
             let path = b.path(&line, skip, path, opts.base)?;
             let perms = after_unreadable(&mut lines, opts.perms, b, &line)?;
@@ -74,7 +71,7 @@ pub(crate) fn parse_flat<'a>(
             continue;
         };
         if !t[space..].starts_with(b" = \"") {
-            return Err(error_at(&line, skip + space, DumpErrorKind::Expected { expected: "` = \"` after the path" }));
+            return Err(not_a_node(&line, skip, t));
         }
         let value_start = space + 4;
         let (value_end, perms) = if opts.perms {
@@ -90,6 +87,23 @@ pub(crate) fn parse_flat<'a>(
         b.insert(&line, skip, path, Node { value, perms, truncated: false, unreadable: false })?;
     }
     Ok(())
+}
+
+/// Why a line is not `<path> = "..."` nor `<path>:`.
+fn not_a_node(line: &Line<'_>, skip: usize, t: &[u8]) -> DumpError {
+    let trimmed = t.trim_ascii();
+    if trimmed.starts_with(b"(") && trimmed.ends_with(b")") {
+        return error_at(line, skip, DumpErrorKind::StrayPerms);
+    }
+    match memchr::memmem::find(t, b" = \"") {
+        // A separator further on: the path itself has a space in it.
+        Some(_) => {
+            let space = memchr::memchr(b' ', t).unwrap_or(0);
+            let bad = merge_core::xenstore::PathError::BadChar { ch: ' ', offset: space };
+            error_at(line, skip + space, DumpErrorKind::BadPath(bad))
+        }
+        None => error_at(line, skip, DumpErrorKind::NotADumpLine),
+    }
 }
 
 /// The line after `<path>:` is a blank line or, with `-p`, `  (<perms>)`.

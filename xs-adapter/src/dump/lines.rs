@@ -138,7 +138,20 @@ fn trim(t: &[u8]) -> &[u8] {
 fn parse_command(command: &[u8]) -> Command {
     let text = lossy(command);
     let mut out = Command { text: text.clone(), ..Command::default() };
-    let (listing, rest) = match text.find('|') {
+    // A `|` inside a command substitution does not filter the listing.
+    let mut depth = 0i32;
+    let mut backtick = false;
+    let pipe = text.char_indices().find_map(|(i, c)| {
+        match c {
+            '`' => backtick = !backtick,
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '|' if depth <= 0 && !backtick => return Some(i),
+            _ => {}
+        }
+        None
+    });
+    let (listing, rest) = match pipe {
         Some(i) => (&text[..i], Some(&text[i..])),
         None => (&text[..], None),
     };
@@ -338,6 +351,7 @@ mod tests {
         assert!(c.filtered);
         let c = parse_command(b"xenstore-ls -fp /local/domain/$(xl domid personal)/memory");
         assert_eq!(c.start, None);
+        assert!(!parse_command(b"xenstore-ls `xl block-list vm | grep 5632`").filtered);
         let c = parse_command(b"xenstore ls /local/domain/89");
         assert_eq!(c.start.as_deref(), Some("/local/domain/89"));
     }
