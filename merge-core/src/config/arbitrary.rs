@@ -43,6 +43,8 @@ pub struct GenOptions {
     pub unknown_keys: bool,
     /// Sometimes shuffle an object's keys out of IDL order.
     pub shuffle_keys: bool,
+    /// (Hostile) also values that make libxl refuse or abort on the whole document.
+    pub rejects: bool,
 }
 
 impl GenOptions {
@@ -54,11 +56,13 @@ impl GenOptions {
             max_devices: 3,
             unknown_keys: true,
             shuffle_keys: true,
+            rejects: false,
         }
     }
 
-    pub fn hostile() -> GenOptions {
-        GenOptions { mode: Mode::Hostile, ..GenOptions::valid() }
+    /// Hostile documents libxl still reads (`rejects: false`) or may refuse.
+    pub fn hostile(rejects: bool) -> GenOptions {
+        GenOptions { mode: Mode::Hostile, rejects, ..GenOptions::valid() }
     }
 }
 
@@ -73,8 +77,15 @@ pub fn canonical_config() -> BoxedStrategy<DomainConfig> {
 }
 
 /// Documents aimed at libxl's own parser (see the module docs).
+///
+/// Three in five are built from values libxl still reads; the others also carry values that
+/// make libxl refuse the document (or abort on two union members), so both outcomes are common.
 pub fn libxl_input() -> BoxedStrategy<DomainConfig> {
-    domain_config_with(GenOptions::hostile())
+    prop_oneof![
+        3 => domain_config_with(GenOptions::hostile(false)),
+        2 => domain_config_with(GenOptions::hostile(true)),
+    ]
+    .boxed()
 }
 
 pub fn domain_config_with(opts: GenOptions) -> BoxedStrategy<DomainConfig> {
@@ -163,10 +174,11 @@ fn union_entries(union: &'static UnionDef, opts: GenOptions) -> BoxedStrategy<Ve
     let one = (0..n).prop_flat_map(member).prop_map(|e| vec![e]);
     match opts.mode {
         Mode::Valid => prop_oneof![1 => Just(Vec::new()), 4 => one].boxed(),
-        Mode::Hostile => {
+        Mode::Hostile if opts.rejects => {
             let two = (0..n, 0..n).prop_flat_map(move |(i, j)| (member(i), member(j))).prop_map(|(a, b)| vec![a, b]);
             prop_oneof![1 => Just(Vec::new()), 6 => one, 1 => two].boxed()
         }
+        Mode::Hostile => prop_oneof![1 => Just(Vec::new()), 6 => one].boxed(),
     }
 }
 
@@ -174,7 +186,20 @@ fn value_of(field: &'static Field, opts: GenOptions) -> BoxedStrategy<Value> {
     let valid = valid_value(&field.ty, field, opts);
     match opts.mode {
         Mode::Valid => valid,
-        Mode::Hostile => prop_oneof![6 => valid, 1 => wrong_type(&field.ty), 1 => edge_value(&field.ty, field)].boxed(),
+        Mode::Hostile => {
+            let rejected = if opts.rejects { rejected_values(&field.ty) } else { Vec::new() };
+            if rejected.is_empty() {
+                prop_oneof![6 => valid, 1 => wrong_type(&field.ty), 1 => tolerated_edge(&field.ty, field)].boxed()
+            } else {
+                prop_oneof![
+                    12 => valid,
+                    2 => wrong_type(&field.ty),
+                    2 => tolerated_edge(&field.ty, field),
+                    1 => select(rejected),
+                ]
+                .boxed()
+            }
+        }
     }
 }
 
@@ -343,69 +368,78 @@ fn wrong_type(ty: &FieldType) -> BoxedStrategy<Value> {
     select(filtered).boxed()
 }
 
-/// Values at or past a type's edges: init values, out-of-range integers, numbers libxl does not
-/// see as integers, misspellings, non-canonical bitmaps and strings libxl still accepts.
-fn edge_value(ty: &FieldType, field: &'static Field) -> BoxedStrategy<Value> {
+/// Values at a type's edges that libxl still reads: init values, numbers it does not see as
+/// integers (ignored), other cases and prefixes of spellings, MAC strings its `strtol` takes,
+/// non-canonical bitmaps, NULs inside strings, empty containers.
+fn tolerated_edge(ty: &FieldType, field: &'static Field) -> BoxedStrategy<Value> {
     let values: Vec<Value> = match ty {
         FieldType::Int(kind) => {
             let (min, max) = kind.range();
-            let init = field.int_init();
-            let mut v = vec![Value::from(-1), Value::from(u64::MAX), Value::from(1u64 << 63), Value::from(3.0)];
-            for n in [init, min - 1, max + 1, max] {
-                if n >= i64::MIN as i128 && n <= u64::MAX as i128 {
-                    v.push(if n < 0 { Value::from(n as i64) } else { Value::from(n as u64) });
-                }
+            let mut v = vec![Value::from(u64::MAX), Value::from(1u64 << 63), Value::from(3.0)];
+            for n in [field.int_init(), min, max] {
+                v.push(if n < 0 { Value::from(n as i64) } else { Value::from(n as u64) });
             }
             v
         }
         FieldType::Bool => vec![Value::from(0), Value::from("true")],
         FieldType::String => vec![Value::from(""), Value::from("a\u{0}b")],
-        FieldType::Enum(def) => vec![
-            Value::from("not_an_enum_value"),
-            Value::from(def.name_of(def.initial()).unwrap_or("unknown").to_uppercase()),
-            Value::from(""),
-        ],
-        FieldType::Defbool => {
-            vec![Value::from("Trueish"), Value::from("Falsehood"), Value::from("true"), Value::from("<default>x")]
+        FieldType::Enum(def) => {
+            vec![Value::from(def.name_of(def.initial()).unwrap_or("unknown").to_uppercase()), Value::Null]
         }
-        FieldType::Uuid => {
-            vec![Value::from("00000000-0000-0000-0000-000000000000"), Value::from("not-a-uuid"), Value::from("")]
-        }
+        FieldType::Defbool => vec![Value::from("Trueish"), Value::from("Falsehood"), Value::from("<default>x")],
+        FieldType::Uuid => vec![Value::from("00000000-0000-0000-0000-000000000000")],
         FieldType::Mac => vec![
             Value::from("+a:bb:cc:dd:ee:ff"),
             Value::from(" a:b1:c2:d3:e4:f5"),
             Value::from("-1:00:00:00:00:01"),
             Value::from("aa:bb:cc:dd:ee:ff:trailing"),
-            Value::from("aa:bb:cc"),
             Value::from("00:00:00:00:00:00"),
         ],
-        FieldType::Bitmap => vec![
-            serde_json::json!([5, 1, 9, 1]),
-            serde_json::json!([9, 1]),
-            serde_json::json!([]),
-            serde_json::json!([1, "2"]),
-            serde_json::json!([0, 1.5]),
-        ],
-        FieldType::StringList => {
-            vec![serde_json::json!([]), serde_json::json!(["a", null]), serde_json::json!(["", "b"])]
-        }
-        FieldType::KeyValueList => {
-            vec![serde_json::json!({}), serde_json::json!({"a": 1}), serde_json::json!({"k": null})]
-        }
+        FieldType::Bitmap => vec![serde_json::json!([5, 1, 9, 1]), serde_json::json!([9, 1]), serde_json::json!([])],
+        FieldType::StringList => vec![serde_json::json!([]), serde_json::json!(["", "b"])],
+        FieldType::KeyValueList => vec![serde_json::json!({}), serde_json::json!({"k": null})],
         FieldType::CpuidPolicyList => vec![
             serde_json::json!([]),
-            serde_json::json!({"cpuid": []}),
             serde_json::json!({"cpuid": [], "msr": []}),
             serde_json::json!([{"subleaf": 1}]),
-            serde_json::json!([5]),
         ],
-        FieldType::MsVmGenid => {
-            vec![serde_json::json!([1, 2]), Value::Array(vec![Value::from(256); 16]), Value::from("x")]
-        }
+        FieldType::MsVmGenid => vec![Value::Array(vec![Value::from(256); 16])],
         FieldType::Struct(_) | FieldType::KeyedUnion(_) => vec![Value::Object(Map::new())],
-        FieldType::Array(_) => vec![serde_json::json!([]), serde_json::json!([null]), serde_json::json!([{}, 5])],
+        // A non-object element of a struct array is an all-default struct to libxl.
+        FieldType::Array(FieldType::Struct(_)) => {
+            vec![serde_json::json!([]), serde_json::json!([null]), serde_json::json!([{}, 5])]
+        }
+        FieldType::Array(_) => vec![serde_json::json!([])],
     };
     select(values).boxed()
+}
+
+/// Values libxl refuses (the whole document fails): integers outside the C type, unknown
+/// spellings, malformed UUIDs, MACs, bitmaps, lists, cpuid policies and genids.
+fn rejected_values(ty: &FieldType) -> Vec<Value> {
+    match ty {
+        FieldType::Int(kind) => {
+            let (min, max) = kind.range();
+            [min - 1, max + 1]
+                .into_iter()
+                .filter(|n| *n >= i64::MIN as i128 && *n <= i64::MAX as i128)
+                .map(|n| Value::from(n as i64))
+                .collect()
+        }
+        FieldType::Enum(_) => vec![Value::from("not_an_enum_value"), Value::from("")],
+        FieldType::Defbool => vec![Value::from("true"), Value::from("")],
+        FieldType::Uuid => vec![Value::from("not-a-uuid"), Value::from("")],
+        FieldType::Mac => vec![Value::from("aa:bb:cc"), Value::from("")],
+        FieldType::Bitmap => vec![serde_json::json!([1, "2"]), serde_json::json!([0, 1.5])],
+        FieldType::StringList => vec![serde_json::json!(["a", null])],
+        FieldType::KeyValueList => vec![serde_json::json!({"a": 1})],
+        FieldType::CpuidPolicyList => vec![serde_json::json!({"cpuid": []}), serde_json::json!([5]), Value::from(1)],
+        FieldType::MsVmGenid => vec![serde_json::json!([1, 2]), Value::from("x")],
+        FieldType::Array(FieldType::Struct(_)) => vec![],
+        FieldType::Array(_) => vec![serde_json::json!([null])],
+        // Nothing of these types makes libxl refuse the document.
+        FieldType::Bool | FieldType::String | FieldType::Struct(_) | FieldType::KeyedUnion(_) => vec![],
+    }
 }
 
 /// A key libxl does not know, with any JSON value.
