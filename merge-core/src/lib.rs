@@ -18,3 +18,5 @@ pub mod rules;
 pub mod xenstore;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "testkit")]
+pub mod protocol;

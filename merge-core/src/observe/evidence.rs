@@ -8,7 +8,7 @@
 
 use super::libxl_list::{parse_record, pci_devices_at, XsDevice};
 use super::xs::XsView;
-use crate::rules::{DeviceKind, KindRule};
+use crate::rules::{DeviceKind, IdentityKey, IdentityRule, KindRule};
 use crate::xenstore::{Node, Path, Tree};
 use std::collections::BTreeMap;
 
@@ -179,7 +179,15 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
         let rpath = format!("{record_dir}/{devid}");
         let record = xs.exists(&rpath).then(|| Record {
             path: rpath.clone(),
-            parsed: parse_record(xs, rule, &rpath, devid as i32),
+            // A record that reads as another devid than its directory's (a nic record without
+            // its `handle` copy reads as devid 0: `libxl__device_generic_add` failing part way,
+            // spec §6 item 11) is not this device's record: it must be rewritten, not trusted.
+            parsed: parse_record(xs, rule, &rpath, devid as i32).and_then(|d| match (rule.identity, &d.key) {
+                (IdentityRule::Devid, IdentityKey::Devid(k)) if *k != devid => {
+                    Err(format!("the record reads as devid {k} but lives under {devid}: a partial record"))
+                }
+                _ => Ok(d),
+            }),
             trusted: !guest_writable(tree, &rpath, guest),
         });
         let pointer = xs.value(&format!("{rpath}/backend"));

@@ -379,6 +379,15 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
         };
         used[j] = true;
         let ev = &evidence[j];
+        if is_record_only_device(ev) {
+            run.decisions.push(
+                Decision::new(subject, "noloss.device.record-only", Class::Consistent, Action::Kept, "a devicemodel usb controller: QEMU emulates it and libxl keeps only its record")
+                    .with_json(Some(entry.clone()))
+                    .with_evidence(evidence_of(ev)),
+            );
+            kept.push(entry);
+            continue;
+        }
         let Some(b) = ev.trusted_backend().cloned() else {
             json_only(run, rule, array, key, entry, Some(ev));
             continue;
@@ -469,6 +478,15 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     cfg.set_devices(array, kept);
 }
 
+/// A device whose only xenstore evidence is libxl's record by design: a devicemodel usb
+/// controller (backend kind NONE, spec §3.1). Without this, no-loss would drop a live
+/// controller that libxl 4.17 keeps, and reap the record of one missing from the JSON.
+fn is_record_only_device(ev: &DeviceEvidence) -> bool {
+    ev.kind == DeviceKind::Usbctrl
+        && ev.backend.is_none()
+        && ev.good_record().is_some_and(|d| d.fields.get("type").and_then(Value::as_str) == Some("devicemodel"))
+}
+
 fn json_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, key: IdentityKey, entry: Value, ev: Option<&DeviceEvidence>) {
     let (reason, mut steps) = match ev {
         None => ("no record, no backend, no frontend: the add never committed, or a remove finished (libxl never prunes the JSON on remove)".to_string(), vec![]),
@@ -521,6 +539,16 @@ fn xenstore_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, ev: &De
     let key = xs_identity(run, rule, ev, record.as_ref());
     let subject = Subject::Device { kind: rule.kind, key: key.clone() };
     let push_step = |run: &mut Run<'_>, action: Step_, because: &'static str| run.steps.push(Step { kind: rule.kind, key: key.clone(), action, because });
+    if let (true, Some(dev)) = (is_record_only_device(ev), &record) {
+        let entry = entry_from_fields(rule, &dev.fields);
+        run.decisions.push(
+            Decision::new(subject, "noloss.device.recovered", Class::Recovered, Action::Recovered, "a devicemodel usb controller missing from the JSON, rebuilt from libxl's record")
+                .with_json(None)
+                .with_evidence(evidence_of(ev)),
+        );
+        push_step(run, Step_::AddJsonEntry { array, entry: entry.clone() }, "noloss.device.recovered");
+        return Some((key, entry));
+    }
     match ev.trusted_backend().filter(|b| b.domain_alive) {
         Some(b) if !b.closed() => {
             let dev = record.clone().or_else(|| record_from_backend(&run.xs, rule, run.domid, ev));
