@@ -4,3 +4,5 @@
 pub mod dump;
 pub mod live;
 pub mod wire;
+pub mod cli;
+pub mod userdata;

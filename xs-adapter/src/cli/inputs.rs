@@ -1,0 +1,541 @@
+//! Gathers the engine's inputs from wherever the user points: the xenstore snapshot (live daemon
+//! or dump), the JSON replicas (userdata directory or one file) and the hypervisor-only values
+//! (a `domains.txt` file, or what xenstore says, or defaults). Every value that did not come
+//! from a real source is recorded as an [`InputNote`] with `defaulted = true`, so the
+//! explanation can say so.
+
+use super::args::{Selection, Sources};
+use super::error::{io_reason, CliError};
+use crate::dump::{self, ReadOptions};
+use crate::live::{self, Client, Endpoint, Scope, SnapshotOptions};
+use crate::userdata::{LockOptions, Locking, UserdataDir, UserdataError, DEFAULT_DIR};
+use merge_core::config::{self, ConfigError, Document, DomainConfig};
+use merge_core::hypervisor::{GuestType, HostInfo, HypervisorDomain, Scheduler};
+use merge_core::reconcile::{JsonReplica, Policy};
+use merge_core::xenstore::{Path, Tree};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where one input value of a domain came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputNote {
+    /// Which input: `uuid`, `type`, `scheduler`, `sched_params`, `userdata`, `qemu_cpus`.
+    pub input: &'static str,
+    pub value: String,
+    /// The file, xenstore path or rule it came from.
+    pub source: String,
+    /// No source said it: a default was used.
+    pub defaulted: bool,
+}
+
+impl InputNote {
+    fn from(input: &'static str, value: impl Into<String>, source: impl Into<String>) -> InputNote {
+        InputNote { input, value: value.into(), source: source.into(), defaulted: false }
+    }
+
+    fn defaulted(input: &'static str, value: impl Into<String>, why: impl Into<String>) -> InputNote {
+        InputNote { input, value: value.into(), source: why.into(), defaulted: true }
+    }
+}
+
+/// The inputs of one reconcile.
+#[derive(Debug, Clone)]
+pub struct DomainInputs {
+    pub domid: u32,
+    /// The snapshot this domain is reconciled against (a cheap clone of the host's when one
+    /// snapshot covers every domain).
+    pub tree: Tree,
+    pub json: JsonReplica,
+    pub notes: Vec<InputNote>,
+}
+
+/// Everything the engine needs for the selected domains.
+#[derive(Debug, Clone)]
+pub struct LoadedHost {
+    pub policy: Policy,
+    pub host: HostInfo,
+    pub domains: Vec<DomainInputs>,
+}
+
+/// The text and provenance of a `domains.txt`.
+pub struct HypervisorText {
+    pub text: String,
+    pub origin: String,
+}
+
+/// Where the JSON replicas are.
+pub enum JsonSource {
+    /// One domain's JSON, given by the user; malformed content is an error.
+    File { origin: String, bytes: Vec<u8> },
+    /// libxl's userdata directory.
+    Dir { dir: UserdataDir, locking: Locking },
+    /// In-memory userdata files by domid (the bundled demo).
+    Embedded { origin: String, files: Vec<(u32, Vec<u8>)> },
+}
+
+/// The xenstore side, already read.
+pub enum Snapshot {
+    Tree { tree: Tree, origin: String },
+    Live { client: Box<Client> },
+}
+
+/// Everything decided from the command line, before any reconcile.
+pub struct OpenedSources {
+    pub policy: Policy,
+    pub scheduler: Option<Scheduler>,
+    pub hypervisor: Option<HypervisorText>,
+    pub snapshot: Snapshot,
+    pub json: JsonSource,
+}
+
+const DUMP_FIX: &str =
+    "give --xenstore the output of xenstore-ls -f or -fp, or a path=value scenario; --lenient repairs a pasted dump";
+const JSON_FIX: &str = "give --json the domain's libxl userdata file (/var/lib/xen/userdata-d.<domid>.<uuid>.libxl-json) or `xl list -l` output";
+const HYPERVISOR_FIX: &str = "give --hypervisor a domains.txt: one line per domain of key=value tokens, e.g. `domid=1 uuid=<uuid> type=pv weight=256 cap=0`";
+const ZERO_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+fn read_input(path: &std::path::Path, stdin: &mut dyn Read, fix: &str) -> Result<Vec<u8>, CliError> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        stdin
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::new(format!("cannot read standard input: {}", io_reason(&e)), fix))?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).map_err(|e| CliError::new(format!("cannot read {}: {}", path.display(), io_reason(&e)), fix))
+}
+
+fn origin_of(path: &std::path::Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Reads a dump into a tree, naming the file, line and column on failure.
+pub fn read_dump(bytes: &[u8], origin: &str, lenient: bool) -> Result<Tree, CliError> {
+    let opts = ReadOptions { lenient, ..ReadOptions::default() };
+    dump::read(bytes, &opts).map(|s| s.tree).map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))
+}
+
+fn live_error(e: live::Error) -> CliError {
+    let fix = "run on a Xen host with access to xenstored (usually as root), set XENSTORED_PATH to its socket, or give --xenstore DUMP";
+    match e {
+        live::Error::Connect { endpoint, source } => {
+            CliError::new(format!("cannot connect to {endpoint}: {}", io_reason(&source)), fix)
+        }
+        other => CliError::new(other, fix),
+    }
+}
+
+impl OpenedSources {
+    /// Reads the command line's sources (files and the daemon connection; the userdata files
+    /// are read per domain later, under their locks).
+    pub fn from_sources(sources: &Sources, stdin: &mut dyn Read) -> Result<OpenedSources, CliError> {
+        let hypervisor = match &sources.hypervisor {
+            Some(p) => {
+                let bytes = read_input(p, stdin, HYPERVISOR_FIX)?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|e| CliError::new(format!("{}: not UTF-8 text ({e})", origin_of(p)), HYPERVISOR_FIX))?;
+                Some(HypervisorText { text, origin: origin_of(p) })
+            }
+            None => None,
+        };
+        let snapshot = match &sources.xenstore {
+            Some(p) => {
+                let bytes = read_input(p, stdin, DUMP_FIX)?;
+                let origin = origin_of(p);
+                Snapshot::Tree { tree: read_dump(&bytes, &origin, sources.lenient)?, origin }
+            }
+            None => Snapshot::Live { client: Box::new(Client::connect(Endpoint::from_env()).map_err(live_error)?) },
+        };
+        let json = match (&sources.json, &sources.userdata_dir) {
+            (Some(p), _) => JsonSource::File { origin: origin_of(p), bytes: read_input(p, stdin, JSON_FIX)? },
+            (None, dir) => {
+                let dir = UserdataDir::new(dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
+                if !dir.path().is_dir() {
+                    let why = match std::fs::metadata(dir.path()) {
+                        Ok(_) => "not a directory".to_string(),
+                        Err(e) => io_reason(&e),
+                    };
+                    return Err(CliError::new(
+                        format!("cannot use the userdata directory {}: {why}", dir.path().display()),
+                        "run on a Xen host, or give --userdata-dir DIR or --json FILE",
+                    ));
+                }
+                let locking = if sources.no_lock {
+                    Locking::None
+                } else {
+                    let secs = sources.lock_timeout;
+                    if !(secs.is_finite() && secs >= 0.0) {
+                        return Err(CliError::new(
+                            format!("--lock-timeout {secs}: not a number of seconds"),
+                            "give --lock-timeout e.g. 10",
+                        ));
+                    }
+                    Locking::Lock(LockOptions { timeout: Duration::from_secs_f64(secs), ..LockOptions::default() })
+                };
+                JsonSource::Dir { dir, locking }
+            }
+        };
+        Ok(OpenedSources {
+            policy: sources.policy.policy(),
+            scheduler: sources.scheduler.map(|s| s.scheduler()),
+            hypervisor,
+            snapshot,
+            json,
+        })
+    }
+
+    /// Resolves the domains and reads every input.
+    pub fn load(self, select: &Selection) -> Result<LoadedHost, CliError> {
+        let scheduler = self.scheduler.unwrap_or(Scheduler::Credit2);
+        let host_file = match &self.hypervisor {
+            Some(h) => Some(
+                HostInfo::parse_domains_txt(&h.text, scheduler)
+                    .map_err(|e| CliError::new(format!("{}: {e}", h.origin), HYPERVISOR_FIX))?,
+            ),
+            None => None,
+        };
+        let json_file_domain = matches!(self.json, JsonSource::File { .. });
+        if json_file_domain && select.domids.len() > 1 {
+            return Err(CliError::new(
+                format!("--json holds one domain's configuration, but {} domains were named", select.domids.len()),
+                "name one DOMID with --json, or use --userdata-dir for several",
+            ));
+        }
+        let policy = self.policy;
+        // The trees, per domain.
+        let (domids, trees): (Vec<u32>, Vec<Tree>) = match self.snapshot {
+            Snapshot::Tree { tree, origin } => {
+                let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
+                let trees = domids.iter().map(|_| tree.clone()).collect();
+                (domids, trees)
+            }
+            Snapshot::Live { mut client } => {
+                // Permissions decide trust under no-loss; libxl reads as dom0 and never looks.
+                let with_perms = policy == Policy::NoLoss;
+                let snap = |client: &mut Client, scope: Scope| {
+                    let options = SnapshotOptions { scope, with_perms, ..SnapshotOptions::default() };
+                    client.snapshot(&options).map(|s| s.tree).map_err(live_error)
+                };
+                if select.domids.is_empty() {
+                    let tree = snap(&mut client, Scope::Host)?;
+                    let origin = client.endpoint().to_string();
+                    let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
+                    let trees = domids.iter().map(|_| tree.clone()).collect();
+                    (domids, trees)
+                } else {
+                    let mut trees = Vec::new();
+                    for &d in &select.domids {
+                        trees.push(snap(&mut client, Scope::Domain(d))?);
+                    }
+                    for (&d, tree) in select.domids.iter().zip(&trees) {
+                        check_exists(d, tree, host_file.as_ref(), &client.endpoint().to_string())?;
+                    }
+                    (select.domids.clone(), trees)
+                }
+            }
+        };
+
+        let mut host = host_file.clone().unwrap_or_else(|| {
+            let mut h = HostInfo::default();
+            h.pool_schedulers.insert(0, scheduler);
+            h
+        });
+        let scheduler_note = match self.scheduler {
+            Some(s) => InputNote::from("scheduler", s.as_str(), "--scheduler"),
+            None => InputNote::defaulted(
+                "scheduler",
+                scheduler.as_str(),
+                "Xen 4.17's default for cpupool 0; pass --scheduler",
+            ),
+        };
+        let mut domains = Vec::with_capacity(domids.len());
+        for (domid, tree) in domids.into_iter().zip(trees) {
+            let mut notes = Vec::new();
+            let json_config_hint = match &self.json {
+                JsonSource::File { bytes, .. } => parse_json(bytes, domid, policy).ok().and_then(|r| match r {
+                    JsonReplica::Present(c) => Some(c),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            // The hypervisor's view of the domain.
+            let hv = match (&host_file, &self.hypervisor) {
+                (Some(file), Some(text)) => match file.domain(domid) {
+                    Some(d) => {
+                        notes.push(InputNote::from("uuid", d.uuid.clone(), format!("--hypervisor {}", text.origin)));
+                        notes.push(InputNote::from(
+                            "type",
+                            d.guest_type.as_str(),
+                            format!("--hypervisor {}", text.origin),
+                        ));
+                        notes.push(InputNote::from(
+                            "sched_params",
+                            format!("weight {} cap {}", d.weight, d.cap),
+                            format!("--hypervisor {}", text.origin),
+                        ));
+                        Some(d.clone())
+                    }
+                    None => {
+                        notes.push(InputNote::defaulted(
+                            "uuid",
+                            "(none)",
+                            format!(
+                                "domain {domid} is not in --hypervisor {}: libxl would find no such domain",
+                                text.origin
+                            ),
+                        ));
+                        None
+                    }
+                },
+                _ => {
+                    let uuid_from_files = match &self.json {
+                        JsonSource::Dir { dir, .. } => dir.json_uuids(domid).map_err(userdata_error)?,
+                        JsonSource::Embedded { .. } | JsonSource::File { .. } => Vec::new(),
+                    };
+                    let d = derive_domain(&tree, domid, json_config_hint.as_ref(), &uuid_from_files, &mut notes);
+                    host.insert(d.clone());
+                    Some(d)
+                }
+            };
+            notes.push(scheduler_note.clone());
+            let uuid = hv.as_ref().map_or(ZERO_UUID.to_string(), |d| d.uuid.clone());
+            let json = match &self.json {
+                JsonSource::File { origin, bytes } => {
+                    notes.push(InputNote::from("userdata", origin.clone(), "--json"));
+                    parse_json(bytes, domid, policy).map_err(|e| CliError::new(format!("{origin}: {e}"), JSON_FIX))?
+                }
+                JsonSource::Dir { dir, locking } => {
+                    let path = dir.json_path(domid, &uuid);
+                    match dir.read_json(domid, &uuid, *locking).map_err(userdata_error)? {
+                        Some(bytes) => {
+                            let how = match locking {
+                                Locking::Lock(_) => "read under libxl's userdata lock",
+                                Locking::None => "read without the userdata lock (--no-lock)",
+                            };
+                            notes.push(InputNote::from("userdata", path.display().to_string(), how));
+                            parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()))
+                        }
+                        None => {
+                            notes.push(InputNote::from("userdata", "(none)", format!("no file {}", path.display())));
+                            JsonReplica::Missing
+                        }
+                    }
+                }
+                JsonSource::Embedded { origin, files } => match files.iter().find(|(d, _)| *d == domid) {
+                    Some((_, bytes)) => {
+                        let name = crate::userdata::data_file_name(domid, &uuid, crate::userdata::LIBXL_JSON);
+                        notes.push(InputNote::from("userdata", name, origin.clone()));
+                        parse_json(bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()))
+                    }
+                    None => {
+                        notes.push(InputNote::from(
+                            "userdata",
+                            "(none)",
+                            format!("no file for domain {domid} in {origin}"),
+                        ));
+                        JsonReplica::Missing
+                    }
+                },
+            };
+            domains.push(DomainInputs { domid, tree, json, notes });
+        }
+        Ok(LoadedHost { policy, host, domains })
+    }
+}
+
+fn userdata_error(e: UserdataError) -> CliError {
+    let fix = match &e {
+        UserdataError::LockTimeout { .. } => {
+            "try again when libxl is done, raise --lock-timeout, or pass --no-lock to read anyway"
+        }
+        UserdataError::LockOpen { .. } | UserdataError::Lock { .. } => {
+            "run as root (libxl's lock file must be created there), or pass --no-lock for a copy nobody writes to"
+        }
+        UserdataError::ListDir { .. } | UserdataError::Read { .. } => "check --userdata-dir and its permissions",
+    };
+    let problem = match &e {
+        UserdataError::LockOpen { path, source } => {
+            format!("cannot open the userdata lock {}: {}", path.display(), io_reason(source))
+        }
+        UserdataError::Lock { path, source } => {
+            format!("cannot take the userdata lock {}: {}", path.display(), io_reason(source))
+        }
+        UserdataError::ListDir { dir, source } => {
+            format!("cannot list the userdata directory {}: {}", dir.display(), io_reason(source))
+        }
+        UserdataError::Read { path, source } => format!("cannot read {}: {}", path.display(), io_reason(source)),
+        UserdataError::LockTimeout { .. } => e.to_string(),
+    };
+    CliError::new(problem, fix)
+}
+
+/// A userdata file's bytes as the engine's JSON replica. A zero-length file is `Empty` (libxl
+/// says so); anything that does not read as a configuration is an error. Under libxl-4.17 the
+/// engine decides what libxl makes of odd fields, so only the syntax is checked here; under
+/// no-loss the document is also checked against the libxl 4.17 schema.
+pub fn parse_json(bytes: &[u8], domid: u32, policy: Policy) -> Result<JsonReplica, ConfigError> {
+    if bytes.is_empty() {
+        return Ok(JsonReplica::Empty);
+    }
+    let document = match policy {
+        Policy::Libxl417 => config::parse_document_unvalidated(bytes)?,
+        Policy::NoLoss => config::parse_document(bytes)?,
+    };
+    let config: DomainConfig = match document {
+        Document::Bare(c) => c,
+        Document::Listed(domains) => {
+            let listed: Vec<u32> = domains.iter().map(|d| d.domid).collect();
+            match domains.into_iter().find(|d| d.domid == domid) {
+                Some(d) => d.config,
+                None => {
+                    return Err(ConfigError::Invalid {
+                        path: config::JsonPath::root(),
+                        message: format!("this `xl list -l` output holds domains {listed:?}, not domain {domid}"),
+                    })
+                }
+            }
+        }
+    };
+    Ok(JsonReplica::Present(config))
+}
+
+/// The guest domids of a snapshot: every numeric child of `/local/domain` but 0, by domid.
+pub fn guest_domids(tree: &Tree) -> Vec<u32> {
+    let local = Path::new("/local/domain").expect("a valid path");
+    let mut domids: Vec<u32> =
+        tree.children(&local).iter().filter_map(|c| c.parse::<u32>().ok()).filter(|&d| d != 0).collect();
+    domids.sort_unstable();
+    domids.dedup();
+    domids
+}
+
+fn check_exists(domid: u32, tree: &Tree, host: Option<&HostInfo>, origin: &str) -> Result<(), CliError> {
+    let home = Path::new(&format!("/local/domain/{domid}")).map_err(|e| CliError::without_fix(e.to_string()))?;
+    if tree.exists(&home) || tree.has_descendants(&home) || host.is_some_and(|h| h.domain(domid).is_some()) {
+        return Ok(());
+    }
+    Err(CliError::new(
+        format!("domain {domid} is not in {origin} (no /local/domain/{domid})"),
+        "check the domid; `xlsync explain --all` lists every domain",
+    ))
+}
+
+fn pick_domains(
+    select: &Selection,
+    tree: &Tree,
+    host: Option<&HostInfo>,
+    json_file: bool,
+    origin: &str,
+) -> Result<Vec<u32>, CliError> {
+    if !select.domids.is_empty() {
+        for &d in &select.domids {
+            check_exists(d, tree, host, origin)?;
+        }
+        return Ok(select.domids.clone());
+    }
+    let all = guest_domids(tree);
+    if json_file && !select.all {
+        return match all.as_slice() {
+            [one] => Ok(vec![*one]),
+            _ => Err(CliError::new(
+                format!("--json holds one domain's configuration and {origin} has {} guest domains", all.len()),
+                "name the DOMID the JSON belongs to",
+            )),
+        };
+    }
+    Ok(all)
+}
+
+/// What the hypervisor would say about a domain, from xenstore where it can, else defaults;
+/// each value gets a note saying which.
+fn derive_domain(
+    tree: &Tree,
+    domid: u32,
+    json: Option<&DomainConfig>,
+    uuid_files: &[String],
+    notes: &mut Vec<InputNote>,
+) -> HypervisorDomain {
+    let home = format!("/local/domain/{domid}");
+    let vm_path = format!("{home}/vm");
+    let from_vm =
+        tree.text(&vm_path).and_then(|v| v.strip_prefix("/vm/")).and_then(merge_core::observe::libxl_list::parse_uuid);
+    let uuid = match (from_vm, uuid_files) {
+        (Some(u), files) if files.is_empty() || files.contains(&u) => {
+            notes.push(InputNote::from("uuid", u.clone(), format!("xenstore {vm_path}")));
+            u
+        }
+        (_, [only]) => {
+            notes.push(InputNote::from("uuid", only.clone(), "the name of the domain's only userdata file"));
+            only.clone()
+        }
+        (Some(u), _) => {
+            notes.push(InputNote::from("uuid", u.clone(), format!("xenstore {vm_path}")));
+            u
+        }
+        (None, _) => match json.and_then(|c| c.uuid()).map(|u| u.to_string()) {
+            Some(u) => {
+                notes.push(InputNote::from("uuid", u.clone(), "the JSON's c_info.uuid"));
+                u
+            }
+            None => {
+                notes.push(InputNote::defaulted(
+                    "uuid",
+                    ZERO_UUID,
+                    format!("{vm_path} names no /vm/<uuid>; pass --hypervisor"),
+                ));
+                ZERO_UUID.to_string()
+            }
+        },
+    };
+    let type_path = format!("/libxl/{domid}/type");
+    let guest_type = match tree.text(&type_path).and_then(GuestType::parse) {
+        Some(t) => {
+            notes.push(InputNote::from("type", t.as_str(), format!("xenstore {type_path}")));
+            t
+        }
+        None => match json
+            .and_then(|c| c.c_info())
+            .and_then(|o| o.get("type"))
+            .and_then(|v| v.as_str())
+            .and_then(GuestType::parse)
+        {
+            Some(t) => {
+                notes.push(InputNote::from("type", t.as_str(), "the JSON's c_info.type"));
+                t
+            }
+            None => {
+                notes.push(InputNote::defaulted("type", "pv", format!("no {type_path}; pass --hypervisor")));
+                GuestType::Pv
+            }
+        },
+    };
+    let mut d = HypervisorDomain::new(domid, uuid, guest_type);
+    let kb = |leaf: &str| tree.text(&format!("{home}/memory/{leaf}")).and_then(|v| v.trim().parse::<u64>().ok());
+    d.max_memkb = kb("static-max").unwrap_or(0);
+    d.tot_memkb = kb("target").unwrap_or(0);
+    let cpu = Path::new(&format!("{home}/cpu")).expect("a valid path");
+    let online = tree
+        .children(&cpu)
+        .iter()
+        .filter(|c| tree.text(&format!("{home}/cpu/{c}/availability")) == Some("online"))
+        .count();
+    d.vcpus = online.max(1) as u32;
+    notes.push(InputNote::defaulted(
+        "sched_params",
+        format!("weight {} cap {} in cpupool 0", d.weight, d.cap),
+        "the scheduler's defaults: no hypervisor input; pass --hypervisor",
+    ));
+    if guest_type == GuestType::Hvm {
+        notes.push(InputNote::defaulted(
+            "qemu_cpus",
+            "(unknown)",
+            "QEMU is not asked; a qemu-xen HVM guest's vcpus need --hypervisor with qemu_cpus=",
+        ));
+    }
+    d
+}
