@@ -436,6 +436,19 @@ impl DomainConfig {
         self.b_info_view()?.uint("video_memkb")
     }
 
+    /// `c_info.poolid` and `c_info.pool_name` (JSON-only: stale after `xl cpupool-migrate`).
+    pub fn pool(&self) -> (Option<u64>, Option<&str>) {
+        match self.c_info_view() {
+            Some(c) => (c.uint("poolid"), c.str("pool_name")),
+            None => (None, None),
+        }
+    }
+
+    /// `b_info.vcpu_hard_affinity`, one bitmap per vCPU (JSON-only: stale after `xl vcpu-pin`).
+    pub fn vcpu_hard_affinity(&self) -> Option<Vec<Vec<u32>>> {
+        self.b_info_view()?.bitmaps("vcpu_hard_affinity")
+    }
+
     /// `b_info.sched_params`.
     pub fn sched_params(&self) -> Option<StructView<'_>> {
         self.b_info_view()?.child("sched_params")
@@ -589,6 +602,42 @@ mod tests {
 
     fn cfg(s: &str) -> DomainConfig {
         DomainConfig::from_object(serde_json::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn typed_getters_read_section_1_fields() {
+        let c = DomainConfig::parse(
+            br#"{"c_info": {"type": "pv", "name": "g", "uuid": "5B3E9F0C-6A1D-4C2E-9F7A-0D4E8B1C2A37", "poolid": 2, "pool_name": "p"},
+                 "b_info": {"max_vcpus": 2, "avail_vcpus": [1, 0], "vcpu_hard_affinity": [[0], [1]],
+                            "max_memkb": 1048576, "target_memkb": 1048576, "video_memkb": 0,
+                            "sched_params": {"sched": "credit2", "weight": 256, "cap": 0},
+                            "device_model_version": "QEMU_XEN", "type.pv": {}},
+                 "on_reboot": "restart"}
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.uuid().unwrap().to_string(), "5b3e9f0c-6a1d-4c2e-9f7a-0d4e8b1c2a37");
+        assert_eq!(c.max_vcpus(), Some(2));
+        assert_eq!(c.avail_vcpus(), Some(vec![0, 1]));
+        assert_eq!(c.vcpu_hard_affinity(), Some(vec![vec![0], vec![1]]));
+        assert_eq!((c.max_memkb(), c.target_memkb(), c.video_memkb()), (Some(1048576), Some(1048576), Some(0)));
+        assert_eq!(c.pool(), (Some(2), Some("p")));
+        let sched = c.sched_params().unwrap();
+        assert!(sched.enum_value("sched").unwrap().is("credit2"));
+        assert_eq!((sched.int("weight"), sched.int("cap")), (Some(256), Some(0)));
+        assert!(c.device_model_version().unwrap().is("qemu_xen"));
+        assert!(c.on_shutdown(ShutdownEvent::Reboot).unwrap().is("restart"));
+        assert_eq!(c.on_shutdown(ShutdownEvent::Crash), None);
+        assert_eq!(DeviceArray::from_key("vsnds"), Some(DeviceArray::Vsnds));
+        assert_eq!(DeviceArray::Usbdevs.element_def().name, "device_usbdev");
+    }
+
+    #[test]
+    fn equality_includes_key_order() {
+        let a = cfg(r#"{"c_info": {"name": "a", "type": "pv"}}"#);
+        let b = cfg(r#"{"c_info": {"type": "pv", "name": "a"}}"#);
+        assert_ne!(a, b);
+        assert_eq!(a, a.clone());
     }
 
     #[test]
