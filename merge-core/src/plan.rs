@@ -26,10 +26,11 @@ pub enum Action {
     AddJsonEntry { array: DeviceArray, entry: Value },
     /// Replace the JSON entry of this identity (e.g. the medium of a removable disk).
     RewriteJsonEntry { array: DeviceArray, entry: Value },
-    /// Remove every JSON entry of this identity.
-    DropJsonEntry { array: DeviceArray },
-    /// Keep the first JSON entry of this identity, remove the later duplicates.
-    DedupJsonEntries { array: DeviceArray },
+    /// Remove every JSON entry of this identity, or, with `only`, the entries equal to it
+    /// (default-placed usbdevs share one identity).
+    DropJsonEntry { array: DeviceArray, only: Option<Value> },
+    /// Keep the first JSON entry of this identity (or equal to `only`), remove later ones.
+    DedupJsonEntries { array: DeviceArray, only: Option<Value> },
     /// Wait for a plugging backend to reach Connected (4).
     WaitForConnection { backend: String, frontend: Option<String> },
     /// Finish (or force) an unplug that stopped half way, then destroy the device's nodes as
@@ -242,24 +243,31 @@ pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tr
                 }
                 cfg.set_devices(*array, v);
             }
-            Action::DropJsonEntry { array } => {
+            Action::DropJsonEntry { array, only } => {
                 let v: Vec<Value> = cfg
                     .devices(*array)
                     .iter()
                     .enumerate()
-                    .filter(|(i, e)| json_identity(rule, e, *i) != step.key)
+                    .filter(|(i, e)| match only {
+                        Some(o) => *e != o,
+                        None => json_identity(rule, e, *i) != step.key,
+                    })
                     .map(|(_, e)| e.clone())
                     .collect();
                 cfg.set_devices(*array, v);
             }
-            Action::DedupJsonEntries { array } => {
+            Action::DedupJsonEntries { array, only } => {
                 let mut seen = false;
                 let v: Vec<Value> = cfg
                     .devices(*array)
                     .iter()
                     .enumerate()
                     .filter(|(i, e)| {
-                        if json_identity(rule, e, *i) != step.key {
+                        let same = match only {
+                            Some(o) => *e == o,
+                            None => json_identity(rule, e, *i) == step.key,
+                        };
+                        if !same {
                             return true;
                         }
                         !std::mem::replace(&mut seen, true)

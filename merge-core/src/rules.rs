@@ -202,7 +202,8 @@ pub static RULES: [KindRule; 15] = [
         list: ListSource::LibxlRecords,
         merge: MergeRule::None,
         table_index: Some(8),
-        unrecoverable: &["backend_domname"],
+        // libxl reads the names and parameters from the guest's frontend: not trusted.
+        unrecoverable: &["backend_domname", "short_name", "long_name", "params", "pcms"],
     },
     KindRule {
         kind: DeviceKind::Vfb,

@@ -6,7 +6,7 @@
 //! and the guest's frontend. It also knows whom to trust: a node the guest can write (its own
 //! subtree, or anything its permissions let it write) never decides that a device exists.
 
-use super::libxl_list::{parse_record, pci_devices_at, XsDevice};
+use super::libxl_list::{parse_record_trusted, pci_devices_at, XsDevice};
 use super::xs::XsView;
 use crate::rules::{DeviceKind, IdentityKey, IdentityRule, KindRule};
 use crate::xenstore::{Node, Path, Tree};
@@ -182,7 +182,7 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
             // A record that reads as another devid than its directory's (a nic record without
             // its `handle` copy reads as devid 0: `libxl__device_generic_add` failing part way,
             // spec §6 item 11) is not this device's record: it must be rewritten, not trusted.
-            parsed: parse_record(xs, rule, &rpath, devid as i32).and_then(|d| match (rule.identity, &d.key) {
+            parsed: parse_record_trusted(xs, rule, &rpath, devid as i32).and_then(|d| match (rule.identity, &d.key) {
                 (IdentityRule::Devid, IdentityKey::Devid(k)) if *k != devid => {
                     Err(format!("the record reads as devid {k} but lives under {devid}: a partial record"))
                 }
@@ -219,7 +219,7 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
         tree.insert(fake_path.join("frontend").ok()?, Node::new(f.path.as_bytes().to_vec()));
     }
     let view = XsView::new(&tree);
-    let mut dev = parse_record(&view, rule, &fake, ev.devid as i32).ok()?;
+    let mut dev = parse_record_trusted(&view, rule, &fake, ev.devid as i32).ok()?;
     dev.record_path = be.path.clone();
     Some(dev)
 }
@@ -278,28 +278,32 @@ pub struct UsbPortEvidence {
     /// The host bus id written into the port (`1-1.2`).
     pub busid: String,
     pub path: String,
+    /// The controller is being unplugged (or failed): its ports go with it.
+    pub controller_leaving: bool,
 }
 
-/// Occupied ports of every usb controller of `guest` (from the controller's backend, or from
-/// libxl's record for a devicemodel controller).
+/// Occupied ports of every usb controller of `guest`: read from the controller's trusted
+/// backend wherever it lives, or from libxl's record for a devicemodel controller (QEMU's
+/// ports are kept there).
 pub fn usb_ports(xs: &XsView<'_>, guest: u32) -> Vec<UsbPortEvidence> {
-    let dir = format!("/libxl/{guest}/device/vusb");
+    let rule = DeviceKind::Usbctrl.rule();
     let mut out = Vec::new();
-    for ctrl in xs.directory(&dir) {
-        let Ok(c) = ctrl.parse::<i64>() else { continue };
-        let rec = format!("{dir}/{ctrl}");
-        let base = match xs.value(&format!("{rec}/type")).as_deref() {
-            Some("devicemodel") => rec.clone(),
-            _ => match xs.value(&format!("{rec}/backend")) {
-                Some(b) if !guest_writable(xs.tree, &b, guest) => b,
-                _ => continue,
-            },
+    for ev in device_evidence(xs, guest, rule) {
+        let devicemodel = ev.good_record().is_some_and(|d| d.fields.get("type").and_then(|t| t.as_str()) == Some("devicemodel"));
+        let (base, leaving) = match (devicemodel, ev.trusted_backend().filter(|b| b.domain_alive)) {
+            (true, _) => (ev.record.as_ref().map(|r| r.path.clone()), false),
+            (false, Some(b)) => {
+                let leaving = matches!(b.state, Some(5) | Some(6)) || b.online.as_deref() == Some("0") || b.hotplug_status.as_deref() == Some("error") || b.error.is_some();
+                (Some(b.path.clone()), leaving)
+            }
+            (false, None) => (None, false),
         };
+        let Some(base) = base else { continue };
         for port in xs.directory(&format!("{base}/port")) {
             let Ok(p) = port.parse::<i64>() else { continue };
             let path = format!("{base}/port/{port}");
             if let Some(busid) = xs.value(&path).filter(|v| !v.is_empty()) {
-                out.push(UsbPortEvidence { ctrl: c, port: p, busid, path });
+                out.push(UsbPortEvidence { ctrl: ev.devid, port: p, busid, path, controller_leaving: leaving });
             }
         }
     }

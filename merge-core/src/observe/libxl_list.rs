@@ -58,6 +58,8 @@ struct Ctx<'a> {
     /// The direct children of the record being parsed, read in one range scan: a record has
     /// a dozen nodes and libxl probes ~60 names (the nic's colo keys), mostly absent.
     local: Option<Local>,
+    /// Read only toolstack-owned nodes: skip what libxl reads from the guest's frontend.
+    trusted_only: bool,
 }
 
 fn valid_component(name: &str) -> bool {
@@ -237,7 +239,7 @@ fn enum_value<'v>(s: &str, values: &[&'v str]) -> Option<&'v str> {
 
 /// Lists one kind the way libxl 4.17 does for domain `domid`.
 pub fn libxl_list(xs: &XsView<'_>, domid: u32, rule: &KindRule) -> Listing {
-    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None, trusted_only: false };
     let result = match rule.list {
         ListSource::NotListed => return Listing::NotListed,
         ListSource::LibxlRecords => list_records(&mut ctx, domid, rule),
@@ -286,7 +288,14 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
 
 /// Parses one `/libxl/<D>/device/<kind>/<nr>` record with the kind's `from_xenstore`.
 pub fn parse_record(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Result<XsDevice, String> {
-    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None, trusted_only: false };
+    record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| format!("{} (at {})", f.reason, f.path))
+}
+
+/// [`parse_record`] without the nodes libxl reads from the guest's frontend (vsnd's names
+/// and parameters): what the toolstack alone vouches for.
+pub fn parse_record_trusted(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Result<XsDevice, String> {
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None, trusted_only: true };
     record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| format!("{} (at {})", f.reason, f.path))
 }
 
@@ -680,6 +689,10 @@ fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     let be = ctx.read_mandatory_at(&p, "backend")?;
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
+    if ctx.trusted_only {
+        // Everything else libxl reads here comes from the guest-writable frontend.
+        return Ok(());
+    }
     let fe = ctx.read_mandatory_at(&p, "frontend")?;
     if let Some(s) = ctx.read_plain_at(&fe, "short-name") {
         set(&mut dev.fields, "short_name", s);
@@ -739,7 +752,7 @@ fn list_pci(ctx: &mut Ctx<'_>, domid: u32) -> R<Vec<XsDevice>> {
 /// The PCI devices of the backend at `be` (any backend domain, any devid), read as libxl
 /// reads `/local/domain/0/backend/pci/<D>/0`.
 pub fn pci_devices_at(xs: &XsView<'_>, be: &str) -> Result<Vec<XsDevice>, String> {
-    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None };
+    let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None, trusted_only: false };
     list_pci_at(&mut ctx, be).map_err(|f| format!("{} (at {})", f.reason, f.path))
 }
 

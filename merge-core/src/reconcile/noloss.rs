@@ -368,7 +368,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, format!("a second JSON entry with {key}: the first is kept"))
                     .with_json(Some(entry)),
             );
-            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array }, because: "noloss.device.duplicate-identity" });
+            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only: None }, because: "noloss.device.duplicate-identity" });
             continue;
         }
         seen_keys.push(key.clone());
@@ -417,7 +417,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 };
                 let force = class != Class::UnpluggedNotReaped;
                 run.steps.push(Step { kind: rule.kind, key: key.clone(), action: unplug_steps(ev, &b, force), because: d.rule });
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array }, because: d.rule });
+                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: d.rule });
             }
             _ => {}
         }
@@ -507,7 +507,7 @@ fn json_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, key: Identi
             (reason, steps)
         }
     };
-    steps.push(Step_::DropJsonEntry { array });
+    steps.push(Step_::DropJsonEntry { array, only: None });
     for a in steps {
         run.steps.push(Step { kind: rule.kind, key: key.clone(), action: a, because: "noloss.device.json-only" });
     }
@@ -652,7 +652,10 @@ fn recover_disk_extras(run: &Run<'_>, b: &Backend, fields: &mut Object) {
         if let Some(f) = format {
             fields.insert("format".into(), f.into());
         }
-        if params.is_empty() && fields.get("removable").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        let medium = params.split_once(':').map_or(params.as_str(), |(_, m)| m);
+        if medium.is_empty() && fields.get("removable").and_then(Value::as_i64).unwrap_or(0) != 0 {
+            // An empty drive, as the disk media rule would leave it.
+            fields.insert("pdev_path".into(), "".into());
             fields.insert("format".into(), "empty".into());
         }
     }
@@ -673,7 +676,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if seen.contains(&key) {
             run.decisions.push(Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, "a second JSON entry for this PCI address: the first is kept").with_json(Some(entry)));
-            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array }, because: "noloss.device.duplicate-identity" });
+            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only: None }, because: "noloss.device.duplicate-identity" });
             continue;
         }
         seen.push(key.clone());
@@ -692,13 +695,13 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                 };
                 if class == Class::Unplugging {
                     run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::RemovePciFunction { backend: p.backend.path.clone(), index: p.index }, because: "noloss.pci.unplugging" });
-                    run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array }, because: "noloss.pci.unplugging" });
+                    run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: "noloss.pci.unplugging" });
                 }
                 run.decisions.push(Decision::new(subject, "noloss.pci.live", class, Action::Kept, why).with_json(Some(entry.clone())).with_evidence(ev));
                 kept.push(entry);
             }
             None => {
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array }, because: "noloss.device.json-only" });
+                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: "noloss.device.json-only" });
                 run.decisions.push(
                     Decision::new(subject, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, "no pci backend assigns this function: the attach never committed or a detach finished")
                         .with_json(Some(entry)),
@@ -730,17 +733,25 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
     let array = DeviceArray::Usbdevs;
     let ports = usb_ports(&run.xs, run.domid);
     let entries = cfg.devices(array).to_vec();
-    let mut used = vec![false; ports.len()];
-    let mut kept = Vec::new();
-    // Explicit placements first, so a default-placed entry only takes a port nobody named.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|i| json_identity(rule, &entries[*i], *i) == IdentityKey::CtrlPort { ctrl: -1, port: 0 });
-    let mut verdict: Vec<Option<usize>> = vec![None; entries.len()];
-    for &i in &order {
+    let default_key = IdentityKey::CtrlPort { ctrl: -1, port: 0 };
+    // A usbdev placed by libxl (no controller or port in the JSON) is identified by its whole
+    // entry (its host bus and address); an explicit one by its controller and port.
+    let duplicate_of = |i: usize| -> bool {
         let key = json_identity(rule, &entries[i], i);
-        let IdentityKey::CtrlPort { ctrl, port } = key else { continue };
+        (0..i).any(|j| {
+            let other = json_identity(rule, &entries[j], j);
+            if key == default_key { other == key && entries[j] == entries[i] } else { other == key }
+        })
+    };
+    // Explicit placements first, so a default-placed entry only takes a port nobody named.
+    let mut used = vec![false; ports.len()];
+    let mut verdict: Vec<Option<usize>> = vec![None; entries.len()];
+    let mut order: Vec<usize> = (0..entries.len()).filter(|i| !duplicate_of(*i)).collect();
+    order.sort_by_key(|i| json_identity(rule, &entries[*i], *i) == default_key);
+    for &i in &order {
+        let IdentityKey::CtrlPort { ctrl, port } = json_identity(rule, &entries[i], i) else { continue };
         let pick = if ctrl == -1 {
-            ports.iter().enumerate().position(|(j, _)| !used[j])
+            (0..ports.len()).find(|j| !used[*j])
         } else {
             ports.iter().position(|p| p.ctrl == ctrl && p.port == port)
         };
@@ -749,10 +760,27 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             verdict[i] = Some(j);
         }
     }
-    for (i, entry) in entries.into_iter().enumerate() {
-        let key = json_identity(rule, &entry, i);
+    let mut kept = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let key = json_identity(rule, entry, i);
+        let only = (key == default_key).then(|| entry.clone());
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
+        if duplicate_of(i) {
+            run.decisions.push(Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, "a second identical JSON entry: the first is kept").with_json(Some(entry.clone())));
+            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only }, because: "noloss.device.duplicate-identity" });
+            continue;
+        }
         match verdict[i] {
+            Some(j) if ports[j].controller_leaving => {
+                let p = &ports[j];
+                run.decisions.push(
+                    Decision::new(subject, "noloss.usbdev.controller-unplugging", Class::Unplugging, Action::Kept, format!("host device {} is attached at controller {} port {}, but the controller is being unplugged", p.busid, p.ctrl, p.port))
+                        .with_json(Some(entry.clone()))
+                        .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
+                );
+                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only }, because: "noloss.usbdev.controller-unplugging" });
+                kept.push(entry.clone());
+            }
             Some(j) => {
                 let p = &ports[j];
                 run.decisions.push(
@@ -760,12 +788,12 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                         .with_json(Some(entry.clone()))
                         .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
-                kept.push(entry);
+                kept.push(entry.clone());
             }
             None => {
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array }, because: "noloss.device.json-only" });
+                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only }, because: "noloss.device.json-only" });
                 run.decisions.push(
-                    Decision::new(subject, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, "no usb port holds it: the attach failed or a detach finished").with_json(Some(entry)),
+                    Decision::new(subject, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, "no usb port holds it: the attach failed or a detach finished").with_json(Some(entry.clone())),
                 );
             }
         }
@@ -775,6 +803,13 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             continue;
         }
         let key = IdentityKey::CtrlPort { ctrl: p.ctrl, port: p.port };
+        if p.controller_leaving {
+            run.decisions.push(
+                Decision::new(Subject::Device { kind: rule.kind, key }, "noloss.usbdev.orphan-port", Class::Orphan, Action::Ignored, format!("host device {} sits on a controller that is being unplugged: it goes with it", p.busid))
+                    .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
+            );
+            continue;
+        }
         let mut obj = Object::new();
         obj.insert("ctrl".into(), p.ctrl.into());
         obj.insert("port".into(), p.port.into());
