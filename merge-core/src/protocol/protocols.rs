@@ -566,7 +566,7 @@ pub fn cdrom_change(g: &GuestSpec, old: &DeviceSpec, new: &DeviceSpec) -> Operat
         ),
     ];
     let verb = if new_params.is_empty() { "eject" } else { "insert" };
-    Operation { name: format!("{} cdrom {verb}", describe(old)), steps, crashable: true }
+    Operation { name: format!("{} {verb}", describe(old)), steps, crashable: true }
 }
 
 /// Domain creation (§4.1): `g` from nothing. Devices are added without JSON; the JSON is
