@@ -1,10 +1,16 @@
 //! Permission lists as `xenstore-ls -p` prints them, read with interning.
 //!
 //! `xs_perm_to_string` prints a domid with `%i` although it is unsigned, so a domid of 2^31 or
-//! more appears negative (`r-1` is domid 4294967295). Both directions follow that.
+//! more appears negative (`r-1` is domid 4294967295). Both directions follow that. It also
+//! prints into a 12-byte buffer, which cuts the entry of a domid from 2^31 to 2^32 - 10^9
+//! (`r-1629631290` shows as `r-162963129`): such a dump has lost the domid, and reading it gives
+//! the domid that was printed.
 
 use merge_core::xenstore::{Access, Perm, Perms};
 use std::collections::HashMap;
+
+/// The longest permission entry `xenstore-ls` prints.
+const ENTRY_MAX: usize = 11;
 
 /// Parses `n0,r3` (the text between the parentheses). `None` if it is not a permission list.
 pub(crate) fn parse_perms(s: &[u8]) -> Option<Perms> {
@@ -39,13 +45,17 @@ pub(crate) fn format_perms_into(out: &mut Vec<u8>, perms: &Perms) {
         if i > 0 {
             out.push(b',');
         }
-        out.push(p.access.letter() as u8);
-        // `%i` of an unsigned int.
-        out.extend_from_slice((p.domid as i32).to_string().as_bytes());
+        // `xs_perm_to_string` prints `%c%i` (signed, though the domid is unsigned) into a
+        // buffer of `MAX_STRLEN(unsigned int) + 1` = 12 bytes, so an entry is cut to 11
+        // characters: `r-1629631290` prints as `r-162963129`.
+        let mut entry = format!("{}{}", p.access.letter(), p.domid as i32);
+        entry.truncate(ENTRY_MAX);
+        out.extend_from_slice(entry.as_bytes());
     }
 }
 
-/// The list as `xenstore-ls` prints it (`n0,r3`, `r-1` for domid 4294967295).
+/// The list as `xenstore-ls` prints it: `n0,r3`; `r-1` for domid 4294967295; and an entry
+/// cut to 11 characters, as the tool's buffer cuts it (`r-162963129` for domid 2665336006).
 pub fn format_perms(perms: &Perms) -> String {
     let mut out = Vec::new();
     format_perms_into(&mut out, perms);
@@ -89,7 +99,8 @@ mod tests {
         let p = parse_perms(b"n0,r-1,b2147483647,w-2147483648").unwrap();
         let ids: Vec<u32> = p.entries().iter().map(|e| e.domid).collect();
         assert_eq!(ids, vec![0, u32::MAX, 2147483647, 2147483648]);
-        assert_eq!(format_perms(&p), "n0,r-1,b2147483647,w-2147483648");
+        // The tool's 12-byte buffer cuts the last entry.
+        assert_eq!(format_perms(&p), "n0,r-1,b2147483647,w-214748364");
         assert_eq!(parse_perms(b"r4294967295").unwrap().entries()[0].domid, u32::MAX);
         for bad in [&b""[..], b"n", b"x1", b"n1,", b",n1", b"n-", b"n4294967296", b"n-2147483649", b"n 1", b"n1 "] {
             assert!(parse_perms(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));

@@ -125,9 +125,16 @@ fn expected_padding(quote: usize, cut_branch: bool, width: usize, with_perms_tex
 }
 
 /// The width a dump was printed at, from its first value that must have been cut (it ends in
-/// `\...` and cannot be read as a complete value): such a line is exactly `width + 1` bytes.
+/// `\...` and cannot be read as a complete value): such a line is exactly `width + 1` bytes;
+/// or from a name cut to nothing, which sits at column `width - 8`.
 pub(crate) fn infer_width<'a>(lines: impl Iterator<Item = Line<'a>>, with_perms: bool) -> Option<usize> {
     for line in lines {
+        // A name printed with precision 0 sits exactly at the cut column. Deeper lines (whose
+        // values all end in the marker) only come after such a line.
+        let spaces = line.text.iter().take_while(|&&b| b == b' ').count();
+        if spaces > 0 && line.text[spaces..].starts_with(b"= \"") {
+            return Some(spaces - 1 + TAG_LEN);
+        }
         let Ok(s) = shape(line.text, with_perms) else { continue };
         let content = s.content(line.text);
         if let Some(prefix) = content.strip_suffix(b"\\...") {
@@ -160,6 +167,16 @@ pub(crate) fn parse_tree<'a>(
         let indent = t.iter().take_while(|&&c| c == b' ').count();
         let rest = &t[indent..];
         let name_len = rest.iter().take_while(|&&c| is_name_byte(c)).count();
+        if name_len == 0 {
+            // A name printed with precision 0 leaves `<indent> = "...`: the separator's own
+            // space follows the indent.
+            let empty_name = rest.starts_with(b"= \"") && indent > 0 && indent - 1 == cut_col;
+            return Err(if empty_name {
+                error_at(&line, indent - 1, DumpErrorKind::EmptyName { width: opts.width })
+            } else {
+                error_at(&line, indent, DumpErrorKind::NotADumpLine)
+            });
+        }
         let unreadable = &rest[name_len..] == b":";
         let shaped = if unreadable {
             None
@@ -177,14 +194,6 @@ pub(crate) fn parse_tree<'a>(
                 }
             })?)
         };
-        if name_len == 0 {
-            let kind = if indent == cut_col && shaped.is_some() {
-                DumpErrorKind::EmptyName { width: opts.width }
-            } else {
-                DumpErrorKind::NotADumpLine
-            };
-            return Err(error_at(&line, indent, kind));
-        }
 
         // Place the line under the nearest shallower line above it.
         let base_i = match base_indent {
