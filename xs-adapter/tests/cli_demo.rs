@@ -335,3 +335,25 @@ fn demo_under_libxl_matches_the_real_xl() {
     let xl_err: Vec<String> = text(&want.stderr).lines().filter(|l| *l != dom0).map(str::to_string).collect();
     assert_eq!(text(&got.stderr).lines().map(str::to_string).collect::<Vec<_>>(), xl_err, "stderr");
 }
+
+/// The same host live, in a real xenstored with libxl's permissions: the same decisions and
+/// plan as from the files (trust comes from the daemon's permissions here).
+#[test]
+fn demo_live_explains_like_the_files() {
+    let dir = ScenarioDir::load(std::path::Path::new(DEMO));
+    let host = LiveHost::start(&dir.scenario, dir.scheduler);
+    let domains = dir.dir.join("domains.txt");
+    let live = output(&mut host.xlsync(&["explain", "--format", "json", "--hypervisor", domains.to_str().unwrap()]));
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live.stderr));
+    let demo = output(xlsync().args(["demo", "--format", "json"]));
+    let decisions = |out: &[u8]| -> Vec<(Value, Value, Value, Value)> {
+        let v: Value = serde_json::from_slice(out).unwrap();
+        v["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["domid"].clone(), d["devices"].clone(), d["fields"].clone(), d["plan"].clone()))
+            .collect()
+    };
+    assert_eq!(decisions(&live.stdout), decisions(&demo.stdout));
+}

@@ -7,9 +7,11 @@ use crate::support::oracle::{domains_txt_text, userdata_file_name, write_tree};
 use crate::support::{shim_so, Xenstored, XENBIN};
 use merge_core::hypervisor::{HostInfo, Scheduler};
 use merge_core::testkit::Scenario;
+use merge_core::xenstore::{Access, Perm, Perms};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use xs_adapter::live::{Client, Endpoint};
 
 pub const SPIKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/oracle-spike/scenarios");
 pub const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/demo");
@@ -83,6 +85,20 @@ impl ScenarioDir {
     }
 }
 
+/// `perms` with dom0 as the owner and the original owner given read and write: what a guest
+/// may do is unchanged. The harness's xenstored knows no guest domain (the shim reports none to
+/// it), and xenstored refuses a list owned by a domain it does not know (ENOENT).
+fn owned_by_dom0(perms: &Perms) -> Perms {
+    let entries = perms.entries();
+    let owner = entries[0];
+    if owner.domid == 0 {
+        return perms.clone();
+    }
+    let mut out = vec![Perm { access: owner.access, domid: 0 }, Perm { access: Access::Both, domid: owner.domid }];
+    out.extend(entries[1..].iter().copied().filter(|p| p.domid != owner.domid && p.domid != 0));
+    Perms::new(out).expect("not empty")
+}
+
 /// A private xenstored holding a scenario, with the userdata files installed under libxl's
 /// names in a private `/var/lib/xen`, ready for both the real `xl list -l` and `xlsync --live`.
 pub struct LiveHost {
@@ -97,6 +113,15 @@ impl LiveHost {
     pub fn start(scenario: &Scenario, scheduler: Scheduler) -> LiveHost {
         let xs = Xenstored::start();
         write_tree(&xs, &scenario.tree);
+        // xenstore-write leaves every node owned by dom0; give each node the permissions the
+        // scenario has (libxl's: guest-owned frontends), so trust is decided as on a host.
+        let mut client = Client::connect(Endpoint::Socket(xs.socket())).expect("connect to the test xenstored");
+        for (path, node) in scenario.tree.iter() {
+            if let Some(perms) = &node.perms {
+                let perms = owned_by_dom0(perms);
+                client.set_perms(path.as_str(), &perms).unwrap_or_else(|e| panic!("set_perms {path}: {e}"));
+            }
+        }
         let libdir = xs.dir().join("varlibxen");
         std::fs::create_dir_all(&libdir).unwrap();
         let domains_txt = xs.dir().join("domains.txt");
