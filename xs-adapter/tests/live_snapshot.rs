@@ -37,7 +37,10 @@ fn cases() -> u32 {
 
 /// Random trees: valid names, values over all 256 byte values (empty included), nodes with both
 /// a value and children, random permission lists.
-fn trees() -> impl Strategy<Value = BTreeMap<String, (Vec<u8>, Vec<(char, u32)>)>> {
+/// Path → (value, permission entries as `(letter, domid)`, owner first).
+type Nodes = BTreeMap<String, (Vec<u8>, Vec<(char, u32)>)>;
+
+fn trees() -> impl Strategy<Value = Nodes> {
     let name = "[a-zA-Z0-9_@-]{1,12}";
     let path = prop::collection::vec(name, 1..5).prop_map(|c| format!("/t/{}", c.join("/")));
     let value = prop_oneof![
@@ -154,6 +157,23 @@ fn host_and_domain_scopes_are_the_right_slices_of_the_store() {
     let tx = client.snapshot(&options(Scope::Host, Consistency::Transaction)).unwrap();
     assert_eq!(tx.tree, host.tree);
     assert!(tx.stats.transaction_units >= 12, "{:?}", tx.stats);
+}
+
+#[test]
+fn oxenstored_snapshots_equal_its_xenstore_ls_fp() {
+    let xs = support::oxenstored::start();
+    let mut client = connect(&xs);
+    load_host(&mut client, 8);
+    client.write("/t/binary", b"\x00\x01\xff\"quoted\"\n").unwrap();
+    client.set_perms("/t/binary", &Perms::parse("r0,b5,n7").unwrap()).unwrap();
+    let expected = xenstore_ls_fp(&xs, "/");
+    for consistency in [Consistency::Watch, Consistency::None, Consistency::Transaction] {
+        let snap = client.snapshot(&options(Scope::Subtree(Path::root()), consistency)).unwrap();
+        assert_eq!(without(snap.tree, "/"), expected, "{consistency:?}");
+    }
+    let host = client.snapshot_host(&SnapshotOptions::default()).unwrap();
+    assert_eq!(host.tree.text("/local/domain/3/name"), Some("guest-3"));
+    assert_eq!(client.snapshot_domain(3).unwrap().tree.text("/libxl/3/type"), Some("pvh"));
 }
 
 #[test]

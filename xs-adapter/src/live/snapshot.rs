@@ -375,8 +375,8 @@ impl<'r> Walk<'r> {
         Ok(perms)
     }
 
-    /// The nodes found, as tree entries, and the paths found missing.
-    fn finish(self) -> Result<(Vec<(Path, Node)>, Vec<String>, Vec<Denied>), Error> {
+    /// The nodes found, the paths found missing and the refusals.
+    fn finish(self) -> Result<WalkResult, Error> {
         let mut nodes = Vec::with_capacity(self.slots.len());
         let mut gone = Vec::new();
         for slot in self.slots {
@@ -401,8 +401,16 @@ impl<'r> Walk<'r> {
             .into_iter()
             .map(|(p, request)| Ok(Denied { path: valid_path(&p)?, request }))
             .collect::<Result<_, Error>>()?;
-        Ok((nodes, gone, denied))
+        Ok(WalkResult { nodes, gone, denied })
     }
+}
+
+/// What one walk found.
+struct WalkResult {
+    nodes: Vec<(Path, Node)>,
+    /// Paths that vanished while the walk read them.
+    gone: Vec<String>,
+    denied: Vec<Denied>,
 }
 
 fn valid_path(p: &str) -> Result<Path, Error> {
@@ -513,14 +521,17 @@ struct Builder<'r> {
     tree: Tree,
     denied: BTreeMap<(Path, u32), Denied>,
     stats: SnapshotStats,
+    /// `/vm/<uuid>` name → the domain whose `vm` node names it, as read so far (see
+    /// [`Unit::of`]). Kept up to date on insertion rather than rebuilt by scanning the tree.
+    vm_owners: HashMap<String, u32>,
 }
 
 impl Builder<'_> {
     /// Reads `parts` in one pipelined walk (inside transaction `tx_id` unless 0) and applies
     /// what it found to the tree.
     fn read_parts(&mut self, conn: &mut Conn, parts: &[Part], tx_id: u32, unit: Option<&Unit>) -> Result<(), Error> {
-        let owners = self.vm_owners();
-        let mut walk = Walk::new(self.rules, unit.map(|u| (u, &owners)), self.options.with_perms);
+        let owners = &self.vm_owners;
+        let mut walk = Walk::new(self.rules, unit.map(|u| (u, owners)), self.options.with_perms);
         for part in parts.iter().rev() {
             match part {
                 Part::Subtree(p) => walk.visit(p.clone(), true),
@@ -528,7 +539,7 @@ impl Builder<'_> {
             }
         }
         conn.run(&mut walk, self.window, tx_id)?;
-        let (nodes, gone, denied) = walk.finish()?;
+        let WalkResult { nodes, gone, denied } = walk.finish()?;
         // What was read replaces what the tree held there (only the unit's own nodes, when
         // the walk kept to one unit).
         let mut doomed: Vec<Path> = Vec::new();
@@ -538,7 +549,7 @@ impl Builder<'_> {
         });
         for root in subtrees.chain(gone.iter().map(String::as_str)) {
             let Ok(root) = Path::new(root) else { continue };
-            let outside = |p: &Path| unit.is_some_and(|u| Unit::of(p.as_str(), &owners) != *u);
+            let outside = |p: &Path| unit.is_some_and(|u| Unit::of(p.as_str(), owners) != *u);
             doomed.extend(self.tree.subtree(&root).map(|(p, _)| p.clone()).filter(|p| !outside(p)));
         }
         doomed.extend(parts.iter().filter_map(|p| match p {
@@ -549,27 +560,15 @@ impl Builder<'_> {
             self.tree.remove(&path);
         }
         for (path, node) in nodes {
+            if let Some((uuid, domid)) = vm_link(&path, &node) {
+                self.vm_owners.insert(uuid, domid);
+            }
             self.tree.insert(path, node);
         }
         for d in denied {
             self.denied.insert((d.path.clone(), d.request.number()), d);
         }
         Ok(())
-    }
-
-    fn vm_owners(&self) -> HashMap<String, u32> {
-        let mut owners = HashMap::new();
-        for (path, node) in self.tree.iter() {
-            let c: Vec<&str> = path.components().collect();
-            if let ["local", "domain", d, "vm"] = c.as_slice() {
-                if let (Ok(d), Some(v)) = (d.parse::<u32>(), node.text()) {
-                    if let Some(uuid) = v.strip_prefix("/vm/") {
-                        owners.insert(uuid.to_string(), d);
-                    }
-                }
-            }
-        }
-        owners
     }
 
     /// The parts to re-read for a changed path: its subtree, and those of its ancestors in
@@ -604,7 +603,7 @@ impl Builder<'_> {
         token: &str,
         open: Option<&BTreeSet<Unit>>,
     ) -> BTreeMap<Unit, BTreeSet<Part>> {
-        let owners = self.vm_owners();
+        let owners = &self.vm_owners;
         let mut dirty: BTreeMap<Unit, BTreeSet<Part>> = BTreeMap::new();
         for event in events {
             if event.token != token {
@@ -612,7 +611,7 @@ impl Builder<'_> {
             }
             self.stats.events += 1;
             for part in self.parts_for_event(&event.path) {
-                let unit = Unit::of(part.path(), &owners);
+                let unit = Unit::of(part.path(), owners);
                 if open.is_none_or(|o| o.contains(&unit)) {
                     dirty.entry(unit).or_default().insert(part);
                 }
@@ -624,12 +623,12 @@ impl Builder<'_> {
     /// The smallest parts that cover each unit's nodes in the current tree: a node whose
     /// parent is in another unit (or out of scope) roots a part.
     fn unit_roots(&self) -> BTreeMap<Unit, Vec<Part>> {
-        let owners = self.vm_owners();
+        let owners = &self.vm_owners;
         let mut roots: BTreeMap<Unit, Vec<Part>> = BTreeMap::new();
         for (path, _) in self.tree.iter() {
-            let unit = Unit::of(path.as_str(), &owners);
+            let unit = Unit::of(path.as_str(), owners);
             let parent_same =
-                path.parent().is_some_and(|p| self.tree.contains(&p) && Unit::of(p.as_str(), &owners) == unit);
+                path.parent().is_some_and(|p| self.tree.contains(&p) && Unit::of(p.as_str(), owners) == unit);
             if !parent_same {
                 roots.entry(unit).or_default().push(Part::Subtree(path.to_string()));
             }
@@ -715,6 +714,14 @@ impl Builder<'_> {
     }
 }
 
+/// The `(uuid, domid)` that a `/local/domain/<D>/vm` node holding `/vm/<uuid>` links.
+fn vm_link(path: &Path, node: &Node) -> Option<(String, u32)> {
+    let rest = path.as_str().strip_prefix("/local/domain/")?;
+    let domid = rest.strip_suffix("/vm")?.parse().ok()?;
+    let uuid = node.text()?.strip_prefix("/vm/")?;
+    Some((uuid.to_string(), domid))
+}
+
 /// Whether reading `parts` also read `part`.
 fn covered(part: &Part, parts: &BTreeSet<Part>) -> bool {
     parts.contains(part)
@@ -765,6 +772,7 @@ impl Client {
             tree: Tree::new(),
             denied: BTreeMap::new(),
             stats: SnapshotStats::default(),
+            vm_owners: HashMap::new(),
         };
         let start: Vec<Part> = rules.start_paths().into_iter().map(Part::Subtree).collect();
         match options.consistency {

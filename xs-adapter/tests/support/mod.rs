@@ -10,6 +10,7 @@
 pub mod oracle;
 pub mod qmp;
 pub mod live_host;
+pub mod oxenstored;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
