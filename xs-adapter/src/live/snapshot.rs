@@ -19,9 +19,11 @@
 //!    barrier's reply arrives, every event for a change made before the daemon handled the
 //!    barrier has arrived before it.
 //! 3. Each event path is mapped to its *unit*, the domain it is evidence about
-//!    ([`Unit::of`]), and to the part to read again: the changed node's subtree, plus its
-//!    ancestors inside the scope (a write creates missing parents but fires only for the
-//!    written path).
+//!    ([`Unit::of`]), and to the part to read again: the changed node's subtree, plus those
+//!    of its ancestors in scope that the snapshot lacks (a write creates missing parents but
+//!    fires only for the written path; the removal of a node or a change of its permissions
+//!    fires for that node itself). Every change to a node in scope is seen this way: the
+//!    watches cover the scope, and permission changes and removals fire too.
 //! 4. Pass k+1 re-reads every part touched during pass k, for units not yet sealed, and ends
 //!    with a barrier. A unit that received no event during a pass in which it was read is
 //!    *sealed*: its later events are ignored.
@@ -726,7 +728,10 @@ fn vm_link(path: &Path, node: &Node) -> Option<(String, u32)> {
 fn covered(part: &Part, parts: &BTreeSet<Part>) -> bool {
     parts.contains(part)
         || parts.iter().any(|p| match p {
-            Part::Subtree(root) => part.path().strip_prefix(root.as_str()).is_some_and(|rest| rest.starts_with('/')),
+            Part::Subtree(root) => part
+                .path()
+                .strip_prefix(root.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || root == "/"),
             Part::Node(_) => false,
         })
 }
@@ -847,5 +852,68 @@ impl Client {
             return result.and(cleanup);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds a walk the daemon's answers by hand: `answer(op)` gives each request's reply.
+    fn drive(walk: &mut Walk<'_>, answer: impl Fn(&Op) -> Reply) {
+        while let Some((op, tag)) = walk.next_request() {
+            let reply = answer(&op);
+            walk.on_reply(tag, &op, reply).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_denied_node_is_flagged_not_fatal() {
+        let rules = Rules { scope: Scope::Subtree(Path::new("/a").unwrap()), vm_uuid: None };
+        let mut walk = Walk::new(&rules, None, true);
+        walk.visit("/a".into(), true);
+        drive(&mut walk, |op| match op {
+            Op::Read(p) | Op::GetPerms(p) if p == "/a" => Err(Errno::EACCES),
+            Op::Directory(p) if p == "/a" => Ok(b"b\0gone\0".to_vec()),
+            Op::Read(p) if p == "/a/gone" => Err(Errno::ENOENT),
+            Op::Read(_) => Ok(b"v".to_vec()),
+            Op::GetPerms(_) => Ok(b"n0\0r5\0".to_vec()),
+            Op::Directory(_) => Ok(Vec::new()),
+            other => panic!("unexpected {other:?}"),
+        });
+        let found = walk.finish().unwrap();
+        let denied: Vec<(&str, MsgType)> = found.denied.iter().map(|d| (d.path.as_str(), d.request)).collect();
+        assert_eq!(denied, vec![("/a", MsgType::Read), ("/a", MsgType::GetPerms)]);
+        let a = &found.nodes.iter().find(|(p, _)| p.as_str() == "/a").unwrap().1;
+        assert!(a.unreadable && a.perms.is_none() && a.value.is_empty());
+        let b = &found.nodes.iter().find(|(p, _)| p.as_str() == "/a/b").unwrap().1;
+        assert_eq!((&b.value[..], b.perms.as_ref().map(Perms::to_xs_string)), (&b"v"[..], Some("n0,r5".into())));
+        assert_eq!(found.gone, vec!["/a/gone".to_string()]);
+        assert_eq!(found.nodes.len(), 2);
+    }
+
+    #[test]
+    fn units_follow_the_domain_the_evidence_is_about() {
+        let owners = HashMap::from([("u-5".to_string(), 5)]);
+        let of = |p: &str| Unit::of(p, &owners);
+        assert_eq!(of("/local/domain/3/device/vif/0/state"), Unit::Domain(3));
+        assert_eq!(of("/local/domain/0/backend/vbd/7/51712/params"), Unit::Domain(7));
+        assert_eq!(of("/local/domain/0/backend/vbd"), Unit::Domain(0));
+        assert_eq!(of("/libxl/9/device"), Unit::Domain(9));
+        assert_eq!(of("/vm/u-5/name"), Unit::Domain(5));
+        assert_eq!(of("/vm/u-6"), Unit::Other("/vm/u-6".into()));
+        assert_eq!(of("/local/domain"), Unit::Other("/local".into()));
+        assert_eq!(of("/tool/xenstored"), Unit::Other("/tool".into()));
+    }
+
+    #[test]
+    fn a_part_covers_what_lies_below_it() {
+        let parts = BTreeSet::from([Part::Subtree("/a/b".into()), Part::Node("/c".into())]);
+        assert!(covered(&Part::Subtree("/a/b/x".into()), &parts));
+        assert!(covered(&Part::Node("/a/b".into()), &parts));
+        assert!(covered(&Part::Node("/x".into()), &BTreeSet::from([Part::Subtree("/".into())])));
+        assert!(covered(&Part::Subtree("/a/b".into()), &parts));
+        assert!(!covered(&Part::Subtree("/a/bc".into()), &parts));
+        assert!(!covered(&Part::Subtree("/c/d".into()), &parts));
     }
 }
