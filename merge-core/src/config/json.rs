@@ -2,7 +2,9 @@
 //!
 //! * The text ends at the first NUL byte: libxl parses `strlen(data)` bytes, and the userdata
 //!   file ends with `}\n\0`. Bytes after that NUL are ignored (with a warning).
-//! * Whitespace may follow the value; anything else is an error with its line and column.
+//! * Whitespace may follow the value; anything else is an error with its line and column
+//!   (stricter than libxl, whose yajl ignores anything after the first value; libxl never
+//!   writes such text).
 //! * Invalid UTF-8 is an error with its position (yajl validates strings too).
 //! * A repeated key keeps its **first** occurrence, as `libxl__json_map_get` does, and the later
 //!   ones are reported as [`ParseWarning::DuplicateKey`].

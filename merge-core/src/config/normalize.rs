@@ -17,6 +17,10 @@
 //! * a bitmap is sized from its last element, in whole bytes, and indices beyond that size are
 //!   dropped; negative indices write outside the buffer ([`LibxlFailure::Undefined`]).
 //!
+//! Not reproduced: libxl keeps every repeated key of a key-value list (`xsdata`,
+//! `platformdata`) and prints them all, while the reader here keeps the first
+//! ([`super::json`]); and a number like `1e5` is an integer (1) to libxl but a float here.
+//!
 //! The writing side follows `gentypes.py`: IDL key order; nested structs and keyed unions
 //! always (possibly `{}`); arrays when non-empty; other fields only when they differ from their
 //! init value (or are non-zero / non-empty / true without one); enums in lowercase; bitmaps as
