@@ -41,6 +41,9 @@ pub(crate) fn parse_flat<'a>(
             b.deviation(&line, 0, DumpErrorKind::BlankLine, RepairKind::BlankLine)?;
             continue;
         }
+        if t.ends_with(b"\r") {
+            return Err(error_at(&line, t.len() - 1, DumpErrorKind::CarriageReturn));
+        }
         let body = t.trim_ascii();
         if body.starts_with(b"(") && body.ends_with(b")") {
             return Err(error_at(&line, t.len() - t.trim_ascii_start().len(), DumpErrorKind::StrayPerms));

@@ -152,50 +152,44 @@ pub fn read(input: &[u8], opts: &ReadOptions) -> Result<Snapshot, DumpError> {
     }
 }
 
-fn is_path_byte(b: u8) -> bool {
-    tree::is_name_byte(b) || b == b'/'
-}
-
-/// The format, from the first line that decides it, and that line's number.
+/// The format, from the first line that decides it, and that line's number. A line decides
+/// the format when it is `<path>=...` (a scenario) or `<path or name> = "..."` ending in `"`
+/// (no permissions) or `)` (permissions). Lines that end otherwise (a `" ` of unreadable
+/// permissions, a cut line) only decide it when nothing else does.
 fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> {
     let mut fallback = None;
     for line in lines {
-        let t = line.text;
+        let t = line.text.strip_suffix(b"\r").unwrap_or(line.text);
         let lead = t.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
         let body = &t[lead..];
         if body.is_empty() || body[0] == b'#' || flat::perms_line(t).is_some() {
             continue;
         }
-        let name_len = body.iter().take_while(|&&b| is_path_byte(b)).count();
-        let name = &body[..name_len];
-        let after = &body[name_len..];
-        if lead == 0 && name_len > 0 && after.first() == Some(&b'=') {
+        let token = &body[..memchr::memchr(b' ', body).unwrap_or(body.len())];
+        if lead == 0 && memchr::memchr(b'=', token).is_some_and(|eq| eq > 0) {
             return Some((Format::Scenario, line.no));
         }
-        let flat = name.contains(&b'/');
-        if after == b":" {
-            fallback = fallback.or(Some((if flat { Format::Flat } else { Format::Tree }, line.no)));
-            continue;
-        }
-        if name_len == 0 || !after.starts_with(b" = \"") {
-            continue;
-        }
-        let with_perms = match t.last() {
-            Some(b')') => true,
-            Some(b'"') => false,
-            Some(b' ' | b'.') => {
-                fallback = fallback.or(Some((if flat { Format::FlatPerms } else { Format::TreePerms }, line.no)));
-                continue;
-            }
-            _ => continue,
-        };
-        let format = match (flat, with_perms) {
+        let flat = token.contains(&b'/');
+        let after = &body[token.len()..];
+        let fallback_format = |perms| match (flat, perms) {
             (true, true) => Format::FlatPerms,
             (true, false) => Format::Flat,
             (false, true) => Format::TreePerms,
             (false, false) => Format::Tree,
         };
-        return Some((format, line.no));
+        if token.ends_with(b":") && after.is_empty() {
+            fallback = fallback.or(Some((fallback_format(false), line.no)));
+            continue;
+        }
+        if token.is_empty() || !after.starts_with(b" = \"") {
+            continue;
+        }
+        match t.last() {
+            Some(b')') => return Some((fallback_format(true), line.no)),
+            Some(b'"') => return Some((fallback_format(false), line.no)),
+            Some(b' ' | b'.') => fallback = fallback.or(Some((fallback_format(true), line.no))),
+            _ => fallback = fallback.or(Some((fallback_format(false), line.no))),
+        }
     }
     fallback
 }

@@ -161,6 +161,9 @@ pub(crate) fn parse_tree<'a>(
             b.deviation(&line, 0, DumpErrorKind::BlankLine, RepairKind::BlankLine)?;
             continue;
         }
+        if t.ends_with(b"\r") {
+            return Err(error_at(&line, t.len() - 1, DumpErrorKind::CarriageReturn));
+        }
         if perms_line(t).is_some() {
             return Err(error_at(&line, 2, DumpErrorKind::StrayPerms));
         }
