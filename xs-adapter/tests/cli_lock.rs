@@ -1,0 +1,133 @@
+//! xlsync reads userdata under libxl's userdata lock: it never sees a JSON that libxl is
+//! rewriting. The holder here does what libxl does (`open(O_CREAT)`, `flock(LOCK_EX)`, rewrite
+//! the data file through `userdata-n…` and `rename`, release by `unlink` then `close`), in this
+//! process, against the real `xlsync` binary. Ordering, not timing: the JSON is broken until
+//! xlsync is seen waiting on the lock file, and only then is it completed and the lock released.
+mod cli_common;
+mod support;
+
+use cli_common::{output, text, xlsync, ScenarioDir};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use xs_adapter::userdata::{data_file_name, lock_file_name, LIBXL_JSON};
+
+struct Libxl {
+    dir: tempfile::TempDir,
+    uuid: String,
+}
+
+impl Libxl {
+    fn new(uuid: &str) -> Libxl {
+        Libxl { dir: tempfile::tempdir().unwrap(), uuid: uuid.to_string() }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.path().join(lock_file_name(1, &self.uuid))
+    }
+
+    /// `libxl__lock_file`: create, then flock.
+    fn lock(&self) -> File {
+        let f = File::options().read(true).write(true).create(true).truncate(false).open(self.lock_path()).unwrap();
+        f.lock().unwrap();
+        f
+    }
+
+    /// `libxl__unlock_file`: unlink, then close.
+    fn unlock(&self, f: File) {
+        std::fs::remove_file(self.lock_path()).unwrap();
+        drop(f);
+    }
+
+    /// `libxl__userdata_store`: write `userdata-n…`, rename onto `userdata-d…`.
+    fn store(&self, bytes: &[u8]) {
+        let tmp = self.dir.path().join(format!("userdata-n.1.{}.{LIBXL_JSON}", self.uuid));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(data_file_name(1, &self.uuid, LIBXL_JSON))).unwrap();
+    }
+}
+
+fn retrieve(libxl: &Libxl, extra: &[&str]) -> Command {
+    let spike = ScenarioDir::spike("a-agree");
+    let mut c = xlsync();
+    c.args(["retrieve", "1", "--policy", "libxl-4.17", "--xenstore"])
+        .arg(spike.dir.join("xenstore.txt"))
+        .arg("--hypervisor")
+        .arg(spike.dir.join("domains.txt"))
+        .arg("--userdata-dir")
+        .arg(libxl.dir.path())
+        .args(extra);
+    c
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).any(|target| target == path)
+}
+
+/// Waits until `child` has `path` open; panics if it exits first (it did not wait).
+fn wait_until_waiting(child: &mut Child, path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !has_open(child.id(), path) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            use std::io::Read;
+            let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+            panic!("xlsync finished ({status}) without waiting for the userdata lock; it printed:\n{out}");
+        }
+        assert!(Instant::now() < deadline, "xlsync never opened {}", path.display());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn retrieve_waits_for_libxl_to_finish_rewriting_the_json() {
+    let spike = ScenarioDir::spike("a-agree");
+    let json = std::fs::read(spike.json_file(1).unwrap()).unwrap();
+    let want = std::fs::read(spike.dir.join("out/xl-list-l.json")).unwrap();
+    let libxl = Libxl::new(&spike.scenario.host.domain(1).unwrap().uuid);
+
+    // libxl takes the lock and is half way through writing the JSON.
+    let held = libxl.lock();
+    libxl.store(&json[..json.len() / 2]);
+    let mut child =
+        retrieve(&libxl, &["--lock-timeout", "120"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_until_waiting(&mut child, &libxl.lock_path());
+    // xlsync is blocked on the lock. libxl finishes the file and releases the lock its way.
+    libxl.store(&json);
+    libxl.unlock(held);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), text(&want), "xlsync read the JSON libxl finished, not the half-written one");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert!(!libxl.lock_path().exists(), "xlsync released the lock libxl's way (unlink)");
+}
+
+#[test]
+fn a_lock_held_too_long_is_a_clear_error_naming_the_lock_file() {
+    let spike = ScenarioDir::spike("a-agree");
+    let libxl = Libxl::new(&spike.scenario.host.domain(1).unwrap().uuid);
+    libxl.store(&std::fs::read(spike.json_file(1).unwrap()).unwrap());
+    let held = libxl.lock();
+    let out = output(&mut retrieve(&libxl, &["--lock-timeout", "0.2"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "xlsync: the userdata lock {} is still held after 200ms (libxl holds it while it rewrites the domain's JSON) \
+             (try again when libxl is done, raise --lock-timeout, or pass --no-lock to read anyway)\n",
+            libxl.lock_path().display()
+        )
+    );
+    // The holder's lock file is untouched.
+    assert!(libxl.lock_path().exists());
+    // --no-lock reads anyway.
+    let out = output(&mut retrieve(&libxl, &["--no-lock"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, std::fs::read(spike.dir.join("out/xl-list-l.json")).unwrap());
+    libxl.unlock(held);
+}
