@@ -86,6 +86,7 @@ macro_rules! sites {
 }
 
 sites! {
+    QMP_CONNECT_FAILED = "libxl_qmp.c":1334:"qmp_ev_lock_aquired":Error;
     USERDATA_EMPTY = "libxl_dom.c":1377:"libxl__userdata_retrieve":Error;
     GET_CONFIG_FAILED = "libxl_domain.c":2335:"retrieve_domain_configuration_lock_acquired":Error;
     NAME_FAILED = "libxl_domain.c":2442:"retrieve_domain_configuration_end":Error;

@@ -130,7 +130,13 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
         if version == DmVersion::QemuXen {
             match &hv.qemu_cpus {
                 Some(cpus) => qemu_cpus = Some(cpus.clone()),
-                None => return Err(Stop::Failed("QEMU did not answer query-cpus-fast".into())),
+                None => {
+                    run.logs.push(
+                        LogLine::new(log::QMP_CONNECT_FAILED, Some(domid), format!("Failed to connect to QMP socket /var/run/xen/qmp-libxl-{domid}"))
+                            .with_errno(log::ENOENT),
+                    );
+                    return Err(Stop::Failed("QEMU did not answer query-cpus-fast".into()));
+                }
             }
         }
     }
