@@ -347,8 +347,12 @@ fn xs_identity(run: &Run<'_>, rule: &KindRule, ev: &DeviceEvidence, dev: Option<
         return d.key.clone();
     }
     if rule.identity == IdentityRule::Vdev {
-        let vdev = ev.backend.as_ref().and_then(|b| run.xs.value(&format!("{}/dev", b.path)));
-        return IdentityKey::Vdev(vdev);
+        // Without a trusted node naming the vdev, the disk is known by its devid only.
+        let vdev = ev.trusted_backend().and_then(|b| run.xs.value(&format!("{}/dev", b.path)));
+        return match vdev {
+            Some(v) => IdentityKey::Vdev(Some(v)),
+            None => IdentityKey::Devid(ev.devid),
+        };
     }
     IdentityKey::Devid(ev.devid)
 }
