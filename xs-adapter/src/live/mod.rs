@@ -2,7 +2,7 @@
 //!
 //! * [`Endpoint`] says where the daemon is (`XENSTORED_PATH`, `XENSTORED_RUNDIR`, the default
 //!   socket, `/dev/xen/xenbus`), as libxenstore decides it.
-//! * [`Client`] speaks the [`wire`](crate::wire) protocol over it. Every request has a timeout:
+//! * [`Client`] speaks the [`crate::wire`] protocol over it. Every request has a timeout:
 //!   when the daemon sends nothing for [`ClientOptions::timeout`] while a request is pending, the
 //!   call fails with [`Error::Timeout`] naming that request. A dead daemon gives
 //!   [`Error::Disconnected`]. No call returns a partial result after an error.
@@ -125,7 +125,8 @@ pub struct ClientOptions {
 }
 
 /// The pipelining window used unless told otherwise, measured against the C xenstored 4.17
-/// (`benches/live_snapshot.rs` prints the curve): throughput stops growing well before it.
+/// (`benches/live_snapshot.rs` prints the curve): on a 172,017-node store the whole-store
+/// snapshot took 69 s with window 1, 59 s with 4, and 55-57 s from 8 to 32 (one loaded run).
 /// It stays under the 20-request quota that xenstored applies to unprivileged domains, so the
 /// same window is safe over `/dev/xen/xenbus`.
 pub const DEFAULT_WINDOW: usize = 16;
