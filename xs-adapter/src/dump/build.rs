@@ -58,6 +58,10 @@ impl Builder {
         b
     }
 
+    pub(crate) fn is_finder(&self) -> bool {
+        self.find_first.is_some()
+    }
+
     pub(crate) fn found_first(&self) -> Option<usize> {
         self.find_first.as_ref().and_then(|(_, line)| *line)
     }

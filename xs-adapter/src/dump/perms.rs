@@ -62,30 +62,36 @@ pub fn format_perms(perms: &Perms) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// How many recently used lists are compared before the hash map is consulted.
+const RECENT: usize = 8;
+
 /// Shares one `Perms` between every node that prints the same list: a dump repeats a handful
-/// of lists over and over, and consecutive lines usually repeat the same one.
+/// of lists over and over, and nearby lines mostly use the same few, which a short
+/// most-recently-used list finds without hashing or allocating.
 #[derive(Default)]
 pub(crate) struct PermsInterner {
-    last: Option<(Vec<u8>, Perms)>,
-    seen: HashMap<Vec<u8>, Perms>,
+    recent: Vec<(Box<[u8]>, Perms)>,
+    seen: HashMap<Box<[u8]>, Perms>,
 }
 
 impl PermsInterner {
     pub(crate) fn intern(&mut self, text: &[u8]) -> Option<Perms> {
-        if let Some((last_text, perms)) = &self.last {
-            if last_text.as_slice() == text {
-                return Some(perms.clone());
-            }
+        if let Some(i) = self.recent.iter().position(|(t, _)| &**t == text) {
+            self.recent[..=i].rotate_right(1);
+            return Some(self.recent[0].1.clone());
         }
         let perms = match self.seen.get(text) {
             Some(p) => p.clone(),
             None => {
                 let p = parse_perms(text)?;
-                self.seen.insert(text.to_vec(), p.clone());
+                self.seen.insert(Box::from(text), p.clone());
                 p
             }
         };
-        self.last = Some((text.to_vec(), perms.clone()));
+        if self.recent.len() == RECENT {
+            self.recent.pop();
+        }
+        self.recent.insert(0, (Box::from(text), perms.clone()));
         Some(perms)
     }
 }
