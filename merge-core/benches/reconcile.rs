@@ -20,7 +20,9 @@ fn put(tree: &mut Tree, p: &str, v: &str) {
 fn domain() -> (DomainConfig, Tree, HostInfo) {
     let d = 5;
     let mut tree = Tree::new();
-    for (p, v) in [("/local/domain/0/domid", "0"), ("/local/domain/0/name", "Domain-0"), ("/local/pool/0/name", "Pool-0")] {
+    for (p, v) in
+        [("/local/domain/0/domid", "0"), ("/local/domain/0/name", "Domain-0"), ("/local/pool/0/name", "Pool-0")]
+    {
         put(&mut tree, p, v);
     }
     put(&mut tree, &format!("/local/domain/{d}/name"), "bench");
@@ -114,7 +116,11 @@ fn bench(c: &mut Criterion) {
     let json = JsonReplica::Present(cfg);
     let inputs = Inputs { domid: 5, json: &json, tree: &tree, host: &host };
     let merged = reconcile(inputs, Policy::NoLoss).config.unwrap();
-    assert_eq!(merged.devices(merge_core::config::DeviceArray::Disks).len() + merged.devices(merge_core::config::DeviceArray::Nics).len(), 20);
+    assert_eq!(
+        merged.devices(merge_core::config::DeviceArray::Disks).len()
+            + merged.devices(merge_core::config::DeviceArray::Nics).len(),
+        20
+    );
     let mut g = c.benchmark_group("20-device domain");
     g.bench_function("reconcile no-loss", |b| b.iter(|| black_box(reconcile(black_box(inputs), Policy::NoLoss))));
     g.bench_function("reconcile libxl-4.17", |b| b.iter(|| black_box(reconcile(black_box(inputs), Policy::Libxl417))));

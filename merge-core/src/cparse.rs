@@ -33,7 +33,10 @@ fn strto_core(s: &[u8], base: u32) -> (u64, bool, usize, bool) {
     }
     let mut base = base;
     let has_0x = |i: usize| {
-        i + 1 < s.len() && s[i] == b'0' && (s[i + 1] | 0x20) == b'x' && s.get(i + 2).is_some_and(|c| c.is_ascii_hexdigit())
+        i + 1 < s.len()
+            && s[i] == b'0'
+            && (s[i + 1] | 0x20) == b'x'
+            && s.get(i + 2).is_some_and(|c| c.is_ascii_hexdigit())
     };
     if (base == 16 || base == 0) && has_0x(i) {
         i += 2;

@@ -183,7 +183,13 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn new(subject: Subject, rule: &'static str, class: Class, action: Action, reason: impl Into<String>) -> Decision {
+    pub fn new(
+        subject: Subject,
+        rule: &'static str,
+        class: Class,
+        action: Action,
+        reason: impl Into<String>,
+    ) -> Decision {
         Decision {
             subject,
             rule,

@@ -347,7 +347,9 @@ fn remove_pci_function(tree: &mut Tree, backend: &str, index: i32) {
     }
     for j in index + 1..num {
         for k in KEYS {
-            let (Some(from), Some(to)) = (path(&format!("{backend}/{k}-{j}")), path(&format!("{backend}/{k}-{}", j - 1))) else {
+            let (Some(from), Some(to)) =
+                (path(&format!("{backend}/{k}-{j}")), path(&format!("{backend}/{k}-{}", j - 1)))
+            else {
                 continue;
             };
             if let Some(n) = tree.remove(&from) {

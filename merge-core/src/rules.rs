@@ -316,8 +316,16 @@ pub enum IdentityKey {
     /// `None` is a JSON disk without `vdev` (libxl would compare a NULL pointer).
     Vdev(Option<String>),
     Devid(i64),
-    Bdf { domain: i64, bus: i64, dev: i64, func: i64 },
-    CtrlPort { ctrl: i64, port: i64 },
+    Bdf {
+        domain: i64,
+        bus: i64,
+        dev: i64,
+        func: i64,
+    },
+    CtrlPort {
+        ctrl: i64,
+        port: i64,
+    },
     /// Kinds without a compare: the position in the JSON array.
     Index(usize),
 }
@@ -352,7 +360,9 @@ pub fn json_identity(rule: &KindRule, entry: &Value, index: usize) -> IdentityKe
             dev: json_int(entry, "dev", 0),
             func: json_int(entry, "func", 0),
         },
-        IdentityRule::CtrlPort => IdentityKey::CtrlPort { ctrl: json_int(entry, "ctrl", -1), port: json_int(entry, "port", 0) },
+        IdentityRule::CtrlPort => {
+            IdentityKey::CtrlPort { ctrl: json_int(entry, "ctrl", -1), port: json_int(entry, "port", 0) }
+        }
         IdentityRule::None => IdentityKey::Index(index),
     }
 }

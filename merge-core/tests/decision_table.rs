@@ -8,7 +8,9 @@ use merge_core::config::{DeviceArray, DomainConfig};
 use merge_core::decision::{Action, Class, Subject};
 use merge_core::reconcile::{reconcile, Inputs, JsonReplica, Outcome, Policy};
 use merge_core::rules::{json_identity, IdentityKey};
-use merge_core::testkit::{device_json, device_paths, host, DevicePaths, DeviceSpec, Generated, GuestSpec, HostProfile, Kind};
+use merge_core::testkit::{
+    device_json, device_paths, host, DevicePaths, DeviceSpec, Generated, GuestSpec, HostProfile, Kind,
+};
 use merge_core::xenstore::{Node, Path, Tree};
 use proptest::strategy::{Strategy, ValueTree};
 use std::collections::BTreeSet;
@@ -46,10 +48,30 @@ fn backend(p: &DevicePaths) -> &str {
 }
 
 const ROWS: &[Row] = &[
-    Row { name: "J yes | record and backend, Connected", change: |_, _, _, _| {}, class: Class::Consistent, action: Action::Kept },
-    Row { name: "J yes | backend InitWait (plugging)", change: |t, _, p, _| set(t, &format!("{}/state", backend(p)), "2"), class: Class::Plugging, action: Action::Kept },
-    Row { name: "J yes | backend Closing (5)", change: |t, _, p, _| set(t, &format!("{}/state", backend(p)), "5"), class: Class::Unplugging, action: Action::Kept },
-    Row { name: "J yes | online = 0", change: |t, _, p, _| set(t, &format!("{}/online", backend(p)), "0"), class: Class::Unplugging, action: Action::Kept },
+    Row {
+        name: "J yes | record and backend, Connected",
+        change: |_, _, _, _| {},
+        class: Class::Consistent,
+        action: Action::Kept,
+    },
+    Row {
+        name: "J yes | backend InitWait (plugging)",
+        change: |t, _, p, _| set(t, &format!("{}/state", backend(p)), "2"),
+        class: Class::Plugging,
+        action: Action::Kept,
+    },
+    Row {
+        name: "J yes | backend Closing (5)",
+        change: |t, _, p, _| set(t, &format!("{}/state", backend(p)), "5"),
+        class: Class::Unplugging,
+        action: Action::Kept,
+    },
+    Row {
+        name: "J yes | online = 0",
+        change: |t, _, p, _| set(t, &format!("{}/online", backend(p)), "0"),
+        class: Class::Unplugging,
+        action: Action::Kept,
+    },
     Row {
         name: "J yes | backend Closed (6), frontend gone",
         change: |t, _, p, _| {
@@ -59,8 +81,18 @@ const ROWS: &[Row] = &[
         class: Class::UnpluggedNotReaped,
         action: Action::Kept,
     },
-    Row { name: "J yes | hotplug-status = error", change: |t, _, p, _| set(t, &format!("{}/hotplug-status", backend(p)), "error"), class: Class::Failed, action: Action::Kept },
-    Row { name: "J yes | no /libxl record, live backend", change: |t, _, p, _| rm(t, &p.record), class: Class::RecordMissing, action: Action::Kept },
+    Row {
+        name: "J yes | hotplug-status = error",
+        change: |t, _, p, _| set(t, &format!("{}/hotplug-status", backend(p)), "error"),
+        class: Class::Failed,
+        action: Action::Kept,
+    },
+    Row {
+        name: "J yes | no /libxl record, live backend",
+        change: |t, _, p, _| rm(t, &p.record),
+        class: Class::RecordMissing,
+        action: Action::Kept,
+    },
     Row {
         name: "J yes | no /libxl record, no live backend",
         change: |t, _, p, _| {
@@ -71,7 +103,12 @@ const ROWS: &[Row] = &[
         class: Class::JsonOnly,
         action: Action::Dropped,
     },
-    Row { name: "J no | toolstack-owned backend and /libxl record", change: |_, c, _, e| drop_entry(c, e), class: Class::Recovered, action: Action::Recovered },
+    Row {
+        name: "J no | toolstack-owned backend and /libxl record",
+        change: |_, c, _, e| drop_entry(c, e),
+        class: Class::Recovered,
+        action: Action::Recovered,
+    },
     Row {
         name: "J no | only guest-writable frontend nodes",
         change: |t, c, p, e| {
@@ -84,8 +121,14 @@ const ROWS: &[Row] = &[
     },
 ];
 
-fn find_decision<'a>(out: &'a Outcome, key: &IdentityKey, kind_name: &str) -> Option<&'a merge_core::decision::Decision> {
-    out.decisions.iter().find(|d| matches!(&d.subject, Subject::Device { kind, key: k } if kind.name() == kind_name && k == key))
+fn find_decision<'a>(
+    out: &'a Outcome,
+    key: &IdentityKey,
+    kind_name: &str,
+) -> Option<&'a merge_core::decision::Decision> {
+    out.decisions
+        .iter()
+        .find(|d| matches!(&d.subject, Subject::Device { kind, key: k } if kind.name() == kind_name && k == key))
 }
 
 fn kind_name(k: Kind) -> &'static str {
@@ -144,7 +187,11 @@ fn every_row_for_every_recorded_kind() {
         let array = dev.kind().array().unwrap();
         let base = json_of(g, guest.domid);
         let value = device_json(dev).unwrap();
-        let idx = base.devices(array).iter().position(|e| *e == value).unwrap_or_else(|| panic!("{kind} entry not in the JSON: {value}"));
+        let idx = base
+            .devices(array)
+            .iter()
+            .position(|e| *e == value)
+            .unwrap_or_else(|| panic!("{kind} entry not in the JSON: {value}"));
         let key = json_identity(merge_core::rules::RULES.iter().find(|r| r.kind.name() == kind).unwrap(), &value, idx);
         for row in ROWS {
             // A devicemodel usb controller has only its record: the backend rows do not apply.
@@ -155,17 +202,29 @@ fn every_row_for_every_recorded_kind() {
             let mut cfg = base.clone();
             (row.change)(&mut tree, &mut cfg, &paths, &Entry { array, value: value.clone() });
             let json = JsonReplica::Present(cfg);
-            let out = reconcile(Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host }, Policy::NoLoss);
+            let out = reconcile(
+                Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host },
+                Policy::NoLoss,
+            );
             checked += 1;
             // A disk only the guest's frontend speaks for has no trusted vdev: it is named by devid.
             let devid_key = match &key {
                 IdentityKey::Vdev(Some(v)) => merge_core::rules::disk_devid(v).map(IdentityKey::Devid),
                 _ => None,
             };
-            let decision = find_decision(&out, &key, kind).or_else(|| devid_key.as_ref().and_then(|k| find_decision(&out, k, kind)));
+            let decision = find_decision(&out, &key, kind)
+                .or_else(|| devid_key.as_ref().and_then(|k| find_decision(&out, k, kind)));
             match decision {
-                Some(d) if d.class == row.class && (d.action == row.action || (row.action == Action::Kept && d.action == Action::Merged)) => {}
-                Some(d) => failures.push(format!("[{kind}] {}: got {} / {} ({})", row.name, d.class.name(), d.action.name(), d.reason)),
+                Some(d)
+                    if d.class == row.class
+                        && (d.action == row.action || (row.action == Action::Kept && d.action == Action::Merged)) => {}
+                Some(d) => failures.push(format!(
+                    "[{kind}] {}: got {} / {} ({})",
+                    row.name,
+                    d.class.name(),
+                    d.action.name(),
+                    d.reason
+                )),
                 None => failures.push(format!("[{kind}] {}: no decision for {key}", row.name)),
             }
         }
@@ -184,7 +243,8 @@ fn a_malformed_record_affects_only_its_device() {
         let g = strat.new_tree(&mut runner).unwrap().current();
         for guest in &g.guests {
             for kind in [Kind::Disk, Kind::Nic] {
-                let devs: Vec<&DeviceSpec> = guest.devices.iter().filter(|d| d.kind() == kind && d.backend_domid == 0).collect();
+                let devs: Vec<&DeviceSpec> =
+                    guest.devices.iter().filter(|d| d.kind() == kind && d.backend_domid == 0).collect();
                 if devs.len() < 2 || covered.contains(kind_name(kind)) {
                     continue;
                 }
@@ -200,7 +260,10 @@ fn a_malformed_record_affects_only_its_device() {
                 let cfg = out.config.as_ref().unwrap();
                 assert!(cfg.devices(array).contains(&value), "no-loss lost the healthy {:?} {value}", kind);
                 let bad_value = device_json(bad).unwrap();
-                assert!(cfg.devices(array).contains(&bad_value), "no-loss lost the live device with the malformed record");
+                assert!(
+                    cfg.devices(array).contains(&bad_value),
+                    "no-loss lost the live device with the malformed record"
+                );
                 let libxl = reconcile(inputs, Policy::Libxl417);
                 if let Ok(c) = &libxl.config {
                     assert!(c.devices(array).is_empty(), "libxl 4.17 drops the whole kind, the model says");

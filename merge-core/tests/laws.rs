@@ -207,21 +207,34 @@ fn line_diff(a: &str, b: &str) -> String {
 
 /// Live, toolstack-owned backends of the table kinds serving `guest`: (array, devid).
 fn live_devices(tree: &Tree, guest: u32) -> Vec<(DeviceArray, i64)> {
-    let kinds = [("vbd", DeviceArray::Disks), ("qdisk", DeviceArray::Disks), ("vif", DeviceArray::Nics), ("vtpm", DeviceArray::Vtpms), ("vusb", DeviceArray::Usbctrls), ("qusb", DeviceArray::Usbctrls), ("vdispl", DeviceArray::Vdispls), ("vsnd", DeviceArray::Vsnds)];
+    let kinds = [
+        ("vbd", DeviceArray::Disks),
+        ("qdisk", DeviceArray::Disks),
+        ("vif", DeviceArray::Nics),
+        ("vtpm", DeviceArray::Vtpms),
+        ("vusb", DeviceArray::Usbctrls),
+        ("qusb", DeviceArray::Usbctrls),
+        ("vdispl", DeviceArray::Vdispls),
+        ("vsnd", DeviceArray::Vsnds),
+    ];
     let mut out = Vec::new();
     let domains = tree.children(&Path::new("/local/domain").unwrap());
     for b in &domains {
         let Ok(bd) = b.parse::<u32>() else { continue };
-        if bd == guest { continue; }
+        if bd == guest {
+            continue;
+        }
         for (kind, array) in kinds {
             let Ok(dir) = Path::new(&format!("/local/domain/{b}/backend/{kind}/{guest}")) else { continue };
             for devid in tree.children(&dir) {
                 let Ok(id) = devid.parse::<i64>() else { continue };
                 let base = format!("{dir}/{devid}");
                 let state = tree.text(&format!("{base}/state"));
-                let owner_ok = tree.get_str(&base).and_then(|n| n.perms.as_ref()).is_none_or(|p| !p.access_for(guest).can_write());
+                let owner_ok =
+                    tree.get_str(&base).and_then(|n| n.perms.as_ref()).is_none_or(|p| !p.access_for(guest).can_write());
                 // Live: a state node that is not Closed, and (for a disk) a dev node to name it.
-                let named = array != DeviceArray::Disks || tree.text(&format!("{base}/dev")).and_then(disk_devid) == Some(id);
+                let named =
+                    array != DeviceArray::Disks || tree.text(&format!("{base}/dev")).and_then(disk_devid) == Some(id);
                 if owner_ok && named && state.is_some() && state != Some("6") {
                     out.push((array, id));
                 }
@@ -248,7 +261,14 @@ fn half_baked_classes_are_generated() {
             }
         }
     }
-    for want in [Class::Consistent, Class::JsonOnly, Class::Recovered, Class::Unplugging, Class::UnpluggedNotReaped, Class::RecordMissing] {
+    for want in [
+        Class::Consistent,
+        Class::JsonOnly,
+        Class::Recovered,
+        Class::Unplugging,
+        Class::UnpluggedNotReaped,
+        Class::RecordMissing,
+    ] {
         assert!(seen.contains(&want), "the generator never produced {:?}; saw {:?}", want, seen);
     }
 }

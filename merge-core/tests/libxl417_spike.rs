@@ -66,7 +66,9 @@ fn spike_scenarios_under_no_loss() {
     let outcome = |name: &str| {
         let dir = spike(name);
         let tree = scenario_tree(&std::fs::read_to_string(dir.join("xenstore.txt")).unwrap());
-        let host = HostInfo::parse_domains_txt(&std::fs::read_to_string(dir.join("domains.txt")).unwrap(), Scheduler::Credit2).unwrap();
+        let host =
+            HostInfo::parse_domains_txt(&std::fs::read_to_string(dir.join("domains.txt")).unwrap(), Scheduler::Credit2)
+                .unwrap();
         let json = match std::fs::read(dir.join("1.libxl-json")) {
             Ok(bytes) => JsonReplica::Present(DomainConfig::from_object(serde_json::from_slice(&bytes).unwrap())),
             Err(_) => JsonReplica::Missing,

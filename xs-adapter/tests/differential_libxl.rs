@@ -28,7 +28,9 @@ pub fn json_replica(bytes: Option<&Vec<u8>>) -> JsonReplica {
         Some(b) if b.is_empty() => JsonReplica::Empty,
         Some(b) => match config::parse_document_unvalidated(b) {
             Ok(config::Document::Bare(c)) => JsonReplica::Present(c),
-            Ok(config::Document::Listed(_)) => JsonReplica::Invalid("an xl list -l array, not a userdata config".into()),
+            Ok(config::Document::Listed(_)) => {
+                JsonReplica::Invalid("an xl list -l array, not a userdata config".into())
+            }
             Err(e) => JsonReplica::Invalid(e.to_string()),
         },
     }

@@ -11,5 +11,8 @@ fn private_xenstored_round_trip() {
     assert_eq!(text, "/local/domain/1/name = \"guest1\"   (n0)\n");
     let pid = xs.pid();
     xs.stop();
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true)
+    );
 }

@@ -122,7 +122,9 @@ fn read_backend(xs: &XsView<'_>, path: &str, domid: u32, kind: &str, guest: u32,
         hotplug_status: v("hotplug-status"),
         hotplug_error: v("hotplug-error"),
         error,
-        trusted: domid != guest && !guest_writable(xs.tree, path, guest) && !guest_writable(xs.tree, &format!("{path}/state"), guest),
+        trusted: domid != guest
+            && !guest_writable(xs.tree, path, guest)
+            && !guest_writable(xs.tree, &format!("{path}/state"), guest),
         domain_alive: xs.exists(&format!("/local/domain/{domid}")),
     }
 }
@@ -193,7 +195,8 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
         let pointer = xs.value(&format!("{rpath}/backend"));
         let backend = find_backend(xs, rule, guest, devid, pointer.as_deref());
         let fpath = format!("{front_dir}/{devid}");
-        let frontend = xs.exists(&fpath).then(|| Frontend { path: fpath.clone(), state: xs.value(&format!("{fpath}/state")) });
+        let frontend =
+            xs.exists(&fpath).then(|| Frontend { path: fpath.clone(), state: xs.value(&format!("{fpath}/state")) });
         out.push(DeviceEvidence { kind: rule.kind, devid, record, backend, frontend });
     }
     out
@@ -243,7 +246,9 @@ pub fn stubdom_of(xs: &XsView<'_>, guest: u32) -> Option<u32> {
     if let Some(s) = xs.value(&format!("/local/domain/{guest}/image/device-model-domid")).and_then(|v| v.parse().ok()) {
         return Some(s);
     }
-    backend_domains(xs).into_iter().find(|s| *s != guest && xs.value(&format!("/local/domain/{s}/target")).and_then(|v| v.parse::<u32>().ok()) == Some(guest))
+    backend_domains(xs).into_iter().find(|s| {
+        *s != guest && xs.value(&format!("/local/domain/{s}/target")).and_then(|v| v.parse::<u32>().ok()) == Some(guest)
+    })
 }
 
 /// Every PCI function assigned to `guest`: its own pci backends, then its stub domain's.
@@ -289,11 +294,15 @@ pub fn usb_ports(xs: &XsView<'_>, guest: u32) -> Vec<UsbPortEvidence> {
     let rule = DeviceKind::Usbctrl.rule();
     let mut out = Vec::new();
     for ev in device_evidence(xs, guest, rule) {
-        let devicemodel = ev.good_record().is_some_and(|d| d.fields.get("type").and_then(|t| t.as_str()) == Some("devicemodel"));
+        let devicemodel =
+            ev.good_record().is_some_and(|d| d.fields.get("type").and_then(|t| t.as_str()) == Some("devicemodel"));
         let (base, leaving) = match (devicemodel, ev.trusted_backend().filter(|b| b.domain_alive)) {
             (true, _) => (ev.record.as_ref().map(|r| r.path.clone()), false),
             (false, Some(b)) => {
-                let leaving = matches!(b.state, Some(5) | Some(6)) || b.online.as_deref() == Some("0") || b.hotplug_status.as_deref() == Some("error") || b.error.is_some();
+                let leaving = matches!(b.state, Some(5) | Some(6))
+                    || b.online.as_deref() == Some("0")
+                    || b.hotplug_status.as_deref() == Some("error")
+                    || b.error.is_some();
                 (Some(b.path.clone()), leaving)
             }
             (false, None) => (None, false),

@@ -160,7 +160,9 @@ impl<'a> Ctx<'a> {
             Read::Value(v) => Ok(Some(v)),
             Read::Absent => Ok(None),
             Read::Error(e) => {
-                self.logs.push(LogLine::new(log::XS_READ_CHECKED, None, format!("xenstore read failed: `{path}'")).with_errno(e));
+                self.logs.push(
+                    LogLine::new(log::XS_READ_CHECKED, None, format!("xenstore read failed: `{path}'")).with_errno(e),
+                );
                 Err(self.fail(path, format!("read failed: {e}")))
             }
         }
@@ -175,7 +177,10 @@ impl<'a> Ctx<'a> {
                     Read::Error(e) => e,
                     _ => log::ENOENT,
                 };
-                self.logs.push(LogLine::new(log::XS_READ_MANDATORY, None, format!("xenstore read failed: `{path}'")).with_errno(errno));
+                self.logs.push(
+                    LogLine::new(log::XS_READ_MANDATORY, None, format!("xenstore read failed: `{path}'"))
+                        .with_errno(errno),
+                );
                 Err(self.fail(path, "required node missing"))
             }
         }
@@ -327,13 +332,18 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
     Ok(dev)
 }
 
-const DISK_BACKENDS: &[(&str, &str)] = &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];
+const DISK_BACKENDS: &[(&str, &str)] =
+    &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];
 
 fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     let be = match ctx.read_checked_at(&p, "backend")? {
         Some(b) => b,
         None => {
-            ctx.logs.push(LogLine::new(log::DISK_NO_BACKEND, None, format!("disk {p} does not exist (no backend path")));
+            ctx.logs.push(LogLine::new(
+                log::DISK_NO_BACKEND,
+                None,
+                format!("disk {p} does not exist (no backend path"),
+            ));
             return Err(ctx.fail(p, "no backend node"));
         }
     };
@@ -341,7 +351,11 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         Some(b) => b,
         None => {
             ctx.backend_domid(&be).err();
-            ctx.logs.push(LogLine::new(log::DISK_BACKEND_DOMID, None, format!("Unable to fetch device backend domid from {be}")));
+            ctx.logs.push(LogLine::new(
+                log::DISK_BACKEND_DOMID,
+                None,
+                format!("Unable to fetch device backend domid from {be}"),
+            ));
             return Err(ctx.fail(p, "backend path unparseable"));
         }
     };
@@ -359,7 +373,9 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         set(&mut dev.fields, "colo_host", host);
         let port = ctx.read_required(&p, "colo-port", log::DISK_NO_COLO_PORT)?;
         set(&mut dev.fields, "colo_port", cparse::atoi(port.as_bytes()));
-        for (node, field) in [("colo-export", "colo_export"), ("active-disk", "active_disk"), ("hidden-disk", "hidden_disk")] {
+        for (node, field) in
+            [("colo-export", "colo_export"), ("active-disk", "active_disk"), ("hidden-disk", "hidden_disk")]
+        {
             let v = ctx.read_required(&p, node, log::DISK_NO_COLO_PARAM)?;
             set(&mut dev.fields, field, v);
         }
@@ -392,11 +408,19 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         match enum_value(&t, &["unknown", "mmio"]) {
             Some("mmio") => set(&mut dev.fields, "transport", "mmio"),
             Some(_) => {
-                ctx.logs.push(LogLine::new(log::DISK_TRANSPORT_NOT_MMIO, None, "Only transport mmio is expected for specification virtio"));
+                ctx.logs.push(LogLine::new(
+                    log::DISK_TRANSPORT_NOT_MMIO,
+                    None,
+                    "Only transport mmio is expected for specification virtio",
+                ));
                 return Err(ctx.fail(p, "transport is not mmio"));
             }
             None => {
-                ctx.logs.push(LogLine::new(log::DISK_BAD_TRANSPORT, None, format!("Unable to parse xenstore node {p}/transport")));
+                ctx.logs.push(LogLine::new(
+                    log::DISK_BAD_TRANSPORT,
+                    None,
+                    format!("Unable to parse xenstore node {p}/transport"),
+                ));
                 return Err(ctx.fail(p, "invalid transport"));
             }
         }
@@ -408,8 +432,7 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     let vdev = ctx.read_required(&p, "dev", log::DISK_NO_DEV)?;
     set(&mut dev.fields, "vdev", vdev.clone());
     dev.key = IdentityKey::Vdev(Some(vdev));
-    let removable =
-        ctx.read_required(&p, "removable", log::DISK_NO_REMOVABLE)?;
+    let removable = ctx.read_required(&p, "removable", log::DISK_NO_REMOVABLE)?;
     dev.removable = cparse::atoi(removable.as_bytes());
     set(&mut dev.fields, "removable", dev.removable);
     let mode = ctx.read_required(&p, "mode", log::DISK_NO_MODE)?;
@@ -673,7 +696,9 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
             params.insert("sample_formats".into(), Value::Array(v));
         }
     }
-    for (node, field) in [("channels-min", "channels_min"), ("channels-max", "channels_max"), ("buffer-size", "buffer_size")] {
+    for (node, field) in
+        [("channels-min", "channels_min"), ("channels-max", "channels_max"), ("buffer-size", "buffer_size")]
+    {
         if let Some(x) = ctx.read_checked_at(&path, node)? {
             let n = cparse::strtoull(x.as_bytes(), 0).value as u32;
             if n != 0 {
@@ -766,7 +791,10 @@ fn list_pci_at(ctx: &mut Ctx<'_>, be: &str) -> R<Vec<XsDevice>> {
     for nr in 0..n {
         let Some(s) = ctx.read_plain(&format!("{be}/dev-{nr}")) else {
             // sscanf(NULL, …): libxl crashes (also for a num_devs larger than the records).
-            return Err(ctx.crash(&format!("{be}/dev-{nr}"), "num_devs names a dev-N node that is missing: libxl passes NULL to sscanf"));
+            return Err(ctx.crash(
+                &format!("{be}/dev-{nr}"),
+                "num_devs names a dev-N node that is missing: libxl passes NULL to sscanf",
+            ));
         };
         let [domain, bus, devn, func] = cparse::scan_pci_bdf(s.as_bytes());
         let mut fields = Object::new();

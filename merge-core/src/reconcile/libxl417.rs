@@ -37,7 +37,11 @@ pub fn dm_version_running(xs: &XsView<'_>, domid: u32, logs: &mut Vec<LogLine>) 
         "qemu_xen_traditional" => DmVersion::QemuXenTraditional,
         "qemu_xen" => DmVersion::QemuXen,
         _ => {
-            logs.push(LogLine::new(log::DM_VERSION_WRONG, Some(domid), format!("fatal: {path} contain a wrong value ({v})")));
+            logs.push(LogLine::new(
+                log::DM_VERSION_WRONG,
+                Some(domid),
+                format!("fatal: {path} contain a wrong value ({v})"),
+            ));
             DmVersion::Invalid
         }
     };
@@ -69,7 +73,13 @@ pub fn retrieve(inputs: Inputs<'_>) -> Outcome {
     let config = match run_steps(&mut run) {
         Ok(c) => Ok(c),
         Err(Stop::Failed(reason)) => {
-            run.decisions.push(Decision::new(Subject::Domain, "libxl417.retrieve.failed", Class::RetrieveFailed, Action::Failed, reason.clone()));
+            run.decisions.push(Decision::new(
+                Subject::Domain,
+                "libxl417.retrieve.failed",
+                Class::RetrieveFailed,
+                Action::Failed,
+                reason.clone(),
+            ));
             Err(RetrieveError::Failed { reason })
         }
         Err(Stop::Crash { path, reason }) => {
@@ -83,7 +93,14 @@ pub fn retrieve(inputs: Inputs<'_>) -> Outcome {
             Err(RetrieveError::LibxlWouldCrash { path, reason })
         }
     };
-    Outcome { domid: inputs.domid, policy: Policy::Libxl417, config, decisions: run.decisions, logs: run.logs, plan: Plan::default() }
+    Outcome {
+        domid: inputs.domid,
+        policy: Policy::Libxl417,
+        config,
+        decisions: run.decisions,
+        logs: run.logs,
+        plan: Plan::default(),
+    }
 }
 
 /// What libxl's own parser makes of the JSON (fields it cannot read keep their init values).
@@ -132,8 +149,12 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
                 Some(cpus) => qemu_cpus = Some(cpus.clone()),
                 None => {
                     run.logs.push(
-                        LogLine::new(log::QMP_CONNECT_FAILED, Some(domid), format!("Failed to connect to QMP socket /var/run/xen/qmp-libxl-{domid}"))
-                            .with_errno(log::ENOENT),
+                        LogLine::new(
+                            log::QMP_CONNECT_FAILED,
+                            Some(domid),
+                            format!("Failed to connect to QMP socket /var/run/xen/qmp-libxl-{domid}"),
+                        )
+                        .with_errno(log::ENOENT),
                     );
                     return Err(Stop::Failed("QEMU did not answer query-cpus-fast".into()));
                 }
@@ -157,7 +178,15 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
         );
         return Ok(cfg);
     };
-    overwrite(run, &mut cfg, "c_info", "name", Some(Value::from(name.clone())), Provenance::Xenstore(name_path.clone()), vec![Evidence::new(name_path, Some(name))]);
+    overwrite(
+        run,
+        &mut cfg,
+        "c_info",
+        "name",
+        Some(Value::from(name.clone())),
+        Provenance::Xenstore(name_path.clone()),
+        vec![Evidence::new(name_path, Some(name))],
+    );
 
     // Step 8: the uuid, from the hypervisor's domain handle.
     let uuid = crate::observe::libxl_list::parse_uuid(&hv.uuid).filter(|u| u != "00000000-0000-0000-0000-000000000000");
@@ -206,10 +235,16 @@ fn overwrite(
     };
     let class = if old == value { Class::Consistent } else { Class::Overwritten };
     run.decisions.push(
-        Decision::new(Subject::Field(field), "libxl417.field.overwrite", class, Action::Overwritten, format!("{field} comes from {provenance}"))
-            .with_json(old)
-            .with_evidence(evidence)
-            .with_provenance(field, provenance),
+        Decision::new(
+            Subject::Field(field),
+            "libxl417.field.overwrite",
+            class,
+            Action::Overwritten,
+            format!("{field} comes from {provenance}"),
+        )
+        .with_json(old)
+        .with_evidence(evidence)
+        .with_provenance(field, provenance),
     );
     match section {
         "c_info" => cfg.set_c_info(key, value),
@@ -228,7 +263,10 @@ fn avail_vcpus(
     let domid = run.inputs.domid;
     let max_vcpus = json.b_info_i64("max_vcpus").filter(|v| i32::try_from(*v).is_ok()).unwrap_or(0) as i32;
     if max_vcpus < 0 {
-        return Err(Stop::Crash { path: "b_info.max_vcpus".into(), reason: format!("max_vcpus {max_vcpus} becomes a huge unsigned bitmap size") });
+        return Err(Stop::Crash {
+            path: "b_info.max_vcpus".into(),
+            reason: format!("max_vcpus {max_vcpus} becomes a huge unsigned bitmap size"),
+        });
     }
     // libxl_bitmap_alloc sizes the map in whole bytes; bits beyond are dropped.
     let capacity = (max_vcpus as u32).div_ceil(8) * 8;
@@ -246,7 +284,10 @@ fn avail_vcpus(
                 }
                 Read::Absent => ev.push(Evidence::new(path, None)),
                 Read::Error(e) => {
-                    run.logs.push(LogLine::new(log::XS_READ_CHECKED, None, format!("xenstore read failed: `{path}'")).with_errno(e));
+                    run.logs.push(
+                        LogLine::new(log::XS_READ_CHECKED, None, format!("xenstore read failed: `{path}'"))
+                            .with_errno(e),
+                    );
                     return Err(run.fail(log::CPU_MAP_FAILED, "Fail to update available cpu map"));
                 }
             }
@@ -281,7 +322,10 @@ fn avail_vcpus(
             (v, ev, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")))
         }
         _ => {
-            return Err(Stop::Crash { path: "b_info".into(), reason: "no `type.*` key in b_info: libxl aborts".into() });
+            return Err(Stop::Crash {
+                path: "b_info".into(),
+                reason: "no `type.*` key in b_info: libxl aborts".into(),
+            });
         }
     };
     let value = if cpus.is_empty() { None } else { Some(Value::Array(cpus.into_iter().map(Value::from).collect())) };
@@ -304,30 +348,46 @@ fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Res
         (Read::Value(t), Read::Value(m)) => (t.clone(), m.clone()),
         (Read::Value(_), _) => {
             run.logs.push(
-                LogLine::new(log::MEM_NO_STATIC_MAX, Some(domid), format!("Cannot get target memory info from {dompath}/memory/static-max"))
-                    .with_errno(errno_of(&m)),
+                LogLine::new(
+                    log::MEM_NO_STATIC_MAX,
+                    Some(domid),
+                    format!("Cannot get target memory info from {dompath}/memory/static-max"),
+                )
+                .with_errno(errno_of(&m)),
             );
             return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
         }
         _ => {
             run.logs.push(
-                LogLine::new(log::MEM_NO_TARGET, Some(domid), format!("Cannot get target memory info from {dompath}/memory/target"))
-                    .with_errno(errno_of(&t)),
+                LogLine::new(
+                    log::MEM_NO_TARGET,
+                    Some(domid),
+                    format!("Cannot get target memory info from {dompath}/memory/target"),
+                )
+                .with_errno(errno_of(&t)),
             );
             return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
         }
     };
     let Some(target_kb) = cparse::strtoull_whole(target.as_bytes()) else {
         run.logs.push(
-            LogLine::new(log::MEM_BAD_TARGET, Some(domid), format!("Invalid memory target {target} from {dompath}/memory/target\n"))
-                .with_errno("Success"),
+            LogLine::new(
+                log::MEM_BAD_TARGET,
+                Some(domid),
+                format!("Invalid memory target {target} from {dompath}/memory/target\n"),
+            )
+            .with_errno("Success"),
         );
         return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
     };
     let Some(max_kb) = cparse::strtoull_whole(max.as_bytes()) else {
         run.logs.push(
-            LogLine::new(log::MEM_BAD_STATIC_MAX, Some(domid), format!("Invalid memory target {max} from {dompath}/memory/static-max\n"))
-                .with_errno("Success"),
+            LogLine::new(
+                log::MEM_BAD_STATIC_MAX,
+                Some(domid),
+                format!("Invalid memory target {max} from {dompath}/memory/static-max\n"),
+            )
+            .with_errno("Success"),
         );
         return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
     };
@@ -335,7 +395,8 @@ fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Res
     let video = json.b_info_u64("video_memkb").unwrap_or(MEMKB_DEFAULT);
     let json_max = json.b_info_u64("max_memkb").unwrap_or(MEMKB_DEFAULT);
     let json_target = json.b_info_u64("target_memkb").unwrap_or(MEMKB_DEFAULT);
-    let hvm_term = if json.build_type() == Some(DomainType::Hvm) && json_max > json_target { MAXMEM_CONSTANT } else { 0 };
+    let hvm_term =
+        if json.build_type() == Some(DomainType::Hvm) && json_max > json_target { MAXMEM_CONSTANT } else { 0 };
     let fudge = video.wrapping_add(hvm_term);
     let new_target = target_kb.wrapping_add(fudge);
     let memkb = |v: u64| if v == MEMKB_DEFAULT { None } else { Some(Value::from(v)) };
@@ -344,7 +405,15 @@ fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Res
         ev_target.push(Evidence::new("json:b_info.video_memkb (absent: libxl adds 2^64-1)", None));
     }
     overwrite(run, cfg, "b_info", "target_memkb", memkb(new_target), Provenance::Xenstore(target_path), ev_target);
-    overwrite(run, cfg, "b_info", "max_memkb", memkb(max_kb), Provenance::Xenstore(max_path.clone()), vec![Evidence::new(max_path, Some(max))]);
+    overwrite(
+        run,
+        cfg,
+        "b_info",
+        "max_memkb",
+        memkb(max_kb),
+        Provenance::Xenstore(max_path.clone()),
+        vec![Evidence::new(max_path, Some(max))],
+    );
     Ok(())
 }
 
@@ -380,7 +449,15 @@ fn sched_params(run: &mut Run<'_>, cfg: &mut DomainConfig, hv: &HypervisorDomain
             return Err(run.fail(log::SCHED_FAILED, "Fail to get scheduler parameters"));
         }
     }
-    overwrite(run, cfg, "b_info", "sched_params", Some(Value::Object(obj)), Provenance::Hypervisor("cpupool scheduler"), vec![]);
+    overwrite(
+        run,
+        cfg,
+        "b_info",
+        "sched_params",
+        Some(Value::Object(obj)),
+        Provenance::Hypervisor("cpupool scheduler"),
+        vec![],
+    );
     Ok(())
 }
 
@@ -400,15 +477,23 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
         Listing::NotListed => return Ok(()),
     };
     if xs_devices.is_empty() {
-        run.logs.push(LogLine::new(log::NO_DEVICES_FROM_XENSTORE, Some(domid), format!("No {} from xenstore", rule.xs_kind)));
+        run.logs.push(LogLine::new(
+            log::NO_DEVICES_FROM_XENSTORE,
+            Some(domid),
+            format!("No {} from xenstore", rule.xs_kind),
+        ));
     }
     let entries = cfg.devices(array).to_vec();
     let mut kept = Vec::with_capacity(entries.len());
     let mut matched = vec![false; xs_devices.len()];
     for (i, entry) in entries.into_iter().enumerate() {
         let key = json_identity(rule, &entry, i);
-        if rule.identity == IdentityRule::Vdev && key == crate::rules::IdentityKey::Vdev(None) && !xs_devices.is_empty() {
-            return Err(Stop::Crash { path: format!("{}[{i}]", array.key()), reason: "a disk without vdev: libxl strcmp()s a NULL pointer".into() });
+        if rule.identity == IdentityRule::Vdev && key == crate::rules::IdentityKey::Vdev(None) && !xs_devices.is_empty()
+        {
+            return Err(Stop::Crash {
+                path: format!("{}[{i}]", array.key()),
+                reason: "a disk without vdev: libxl strcmp()s a NULL pointer".into(),
+            });
         }
         let found = xs_devices.iter().position(|d| d.key == key);
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
@@ -418,10 +503,19 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
                 let dev = &xs_devices[j];
                 let mut entry = entry;
                 let mut action = Action::Kept;
-                let mut d = Decision::new(subject, "libxl417.device.found", Class::Consistent, Action::Kept, format!("found in xenstore at {}", dev.record_path))
-                    .with_json(Some(entry.clone()))
-                    .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]);
-                if rule.merge == MergeRule::DiskMedia && dev.removable != 0 && dev.pdev_path.as_deref().is_none_or(str::is_empty) {
+                let mut d = Decision::new(
+                    subject,
+                    "libxl417.device.found",
+                    Class::Consistent,
+                    Action::Kept,
+                    format!("found in xenstore at {}", dev.record_path),
+                )
+                .with_json(Some(entry.clone()))
+                .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]);
+                if rule.merge == MergeRule::DiskMedia
+                    && dev.removable != 0
+                    && dev.pdev_path.as_deref().is_none_or(str::is_empty)
+                {
                     if let Some(obj) = entry.as_object_mut() {
                         crate::config::set_in_order(obj, "device_disk", "pdev_path", Value::from(""));
                         crate::config::set_in_order(obj, "device_disk", "format", Value::from("empty"));
@@ -435,16 +529,26 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
                 kept.push(entry);
             }
             None => {
-                let line = LogLine::new(log::JSON_ONLY_DEVICE, Some(domid), "Device present in JSON but not in xenstore, ignored");
+                let line = LogLine::new(
+                    log::JSON_ONLY_DEVICE,
+                    Some(domid),
+                    "Device present in JSON but not in xenstore, ignored",
+                );
                 run.logs.push(line.clone());
                 let reason = match &failure {
                     Some((p, why)) => format!("libxl could not list any {} from xenstore ({why} at {p})", rule.kind),
                     None => "no xenstore record with this identity".into(),
                 };
                 run.decisions.push(
-                    Decision::new(subject, "libxl417.device.json-only-dropped", Class::JsonOnly, Action::Dropped, reason)
-                        .with_json(Some(entry))
-                        .with_log(line),
+                    Decision::new(
+                        subject,
+                        "libxl417.device.json-only-dropped",
+                        Class::JsonOnly,
+                        Action::Dropped,
+                        reason,
+                    )
+                    .with_json(Some(entry))
+                    .with_log(line),
                 );
             }
         }

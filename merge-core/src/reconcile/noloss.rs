@@ -52,7 +52,13 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
         }
     };
     let json = cfg.clone();
-    domain_fields(&mut run, &mut cfg, &json, hv.as_ref(), inputs.host.pool_schedulers.get(&hv.as_ref().map_or(0, |h| h.cpupool)).copied());
+    domain_fields(
+        &mut run,
+        &mut cfg,
+        &json,
+        hv.as_ref(),
+        inputs.host.pool_schedulers.get(&hv.as_ref().map_or(0, |h| h.cpupool)).copied(),
+    );
     for rule in crate::rules::RULES.iter() {
         match rule.list {
             ListSource::LibxlRecords => recorded_kind(&mut run, &mut cfg, rule),
@@ -119,10 +125,16 @@ fn field_decision(
     };
     let class = if old == value { Class::Consistent } else { Class::Overwritten };
     run.decisions.push(
-        Decision::new(Subject::Field(field), "noloss.field.runtime", class, Action::Overwritten, format!("{field} comes from {provenance}"))
-            .with_json(old)
-            .with_evidence(evidence)
-            .with_provenance(field, provenance),
+        Decision::new(
+            Subject::Field(field),
+            "noloss.field.runtime",
+            class,
+            Action::Overwritten,
+            format!("{field} comes from {provenance}"),
+        )
+        .with_json(old)
+        .with_evidence(evidence)
+        .with_provenance(field, provenance),
     );
     match section {
         "c_info" => cfg.set_c_info(key, value),
@@ -163,7 +175,13 @@ fn domain_fields(
             Provenance::Xenstore(name_path.clone()),
             vec![Evidence::new(name_path, Some(name))],
         ),
-        Ok(None) => keep_json_field(run, cfg, "c_info.name", "the name node is missing: the JSON name is kept (libxl would return the whole unmerged JSON)".into(), vec![Evidence::new(name_path, None)]),
+        Ok(None) => keep_json_field(
+            run,
+            cfg,
+            "c_info.name",
+            "the name node is missing: the JSON name is kept (libxl would return the whole unmerged JSON)".into(),
+            vec![Evidence::new(name_path, None)],
+        ),
         Err(why) => keep_json_field(run, cfg, "c_info.name", why, vec![]),
     }
     // Uuid, from the hypervisor.
@@ -172,7 +190,13 @@ fn domain_fields(
             let v = (u != "00000000-0000-0000-0000-000000000000").then(|| Value::from(u));
             field_decision(run, cfg, "c_info.uuid", v, Provenance::Hypervisor("domain handle"), vec![])
         }
-        None => keep_json_field(run, cfg, "c_info.uuid", "the hypervisor inputs give no uuid for this domain: the JSON uuid is kept".into(), vec![]),
+        None => keep_json_field(
+            run,
+            cfg,
+            "c_info.uuid",
+            "the hypervisor inputs give no uuid for this domain: the JSON uuid is kept".into(),
+            vec![],
+        ),
     }
     // Vcpus.
     let max_vcpus = json.b_info_i64("max_vcpus").unwrap_or(0).clamp(0, 4096) as u32;
@@ -191,7 +215,13 @@ fn domain_fields(
                 let value = (!v.is_empty()).then(|| Value::Array(v.into_iter().map(Value::from).collect()));
                 field_decision(run, cfg, "b_info.avail_vcpus", value, Provenance::Qmp, vec![]);
             }
-            None => keep_json_field(run, cfg, "b_info.avail_vcpus", "QEMU gave no vcpu list: the JSON value is kept".into(), vec![]),
+            None => keep_json_field(
+                run,
+                cfg,
+                "b_info.avail_vcpus",
+                "QEMU gave no vcpu list: the JSON value is kept".into(),
+                vec![],
+            ),
         }
     } else {
         let mut online = Vec::new();
@@ -216,7 +246,14 @@ fn domain_fields(
             Some(why) => keep_json_field(run, cfg, "b_info.avail_vcpus", why, vec![]),
             None => {
                 let value = (!online.is_empty()).then(|| Value::Array(online.into_iter().map(Value::from).collect()));
-                field_decision(run, cfg, "b_info.avail_vcpus", value, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")), evidence);
+                field_decision(
+                    run,
+                    cfg,
+                    "b_info.avail_vcpus",
+                    value,
+                    Provenance::Xenstore(format!("/local/domain/{domid}/cpu")),
+                    evidence,
+                );
             }
         }
     }
@@ -224,7 +261,8 @@ fn domain_fields(
     // the JSON has no video_memkb.
     let tpath = format!("/local/domain/{domid}/memory/target");
     let mpath = format!("/local/domain/{domid}/memory/static-max");
-    let target = trusted_value(run, &tpath).map(|v| v.and_then(|s| cparse::strtoull_whole(s.as_bytes()).map(|n| (n, s))));
+    let target =
+        trusted_value(run, &tpath).map(|v| v.and_then(|s| cparse::strtoull_whole(s.as_bytes()).map(|n| (n, s))));
     let max = trusted_value(run, &mpath).map(|v| v.and_then(|s| cparse::strtoull_whole(s.as_bytes()).map(|n| (n, s))));
     match (target, max) {
         (Ok(Some((t, ts))), Ok(Some((m, ms)))) => {
@@ -236,8 +274,22 @@ fn domain_fields(
             let video = json.b_info_u64("video_memkb").filter(|v| *v != MEMKB_DEFAULT).unwrap_or(0);
             let fudge = video.saturating_add(if hvm && m > t.saturating_add(video) { 1024 } else { 0 });
             let memkb = |v: u64| (v != MEMKB_DEFAULT).then(|| Value::from(v));
-            field_decision(run, cfg, "b_info.target_memkb", memkb(t.saturating_add(fudge)), Provenance::Xenstore(tpath.clone()), vec![Evidence::new(tpath, Some(ts))]);
-            field_decision(run, cfg, "b_info.max_memkb", memkb(m), Provenance::Xenstore(mpath.clone()), vec![Evidence::new(mpath, Some(ms))]);
+            field_decision(
+                run,
+                cfg,
+                "b_info.target_memkb",
+                memkb(t.saturating_add(fudge)),
+                Provenance::Xenstore(tpath.clone()),
+                vec![Evidence::new(tpath, Some(ts))],
+            );
+            field_decision(
+                run,
+                cfg,
+                "b_info.max_memkb",
+                memkb(m),
+                Provenance::Xenstore(mpath.clone()),
+                vec![Evidence::new(mpath, Some(ms))],
+            );
         }
         (t, m) => {
             let why = |r: Result<Option<(u64, String)>, String>, p: &str| match r {
@@ -245,7 +297,8 @@ fn domain_fields(
                 Ok(None) => format!("{p} is missing or not a number"),
                 Ok(Some(_)) => String::new(),
             };
-            let reason = format!("memory nodes unusable ({}{}): the JSON values are kept", why(t, &tpath), why(m, &mpath));
+            let reason =
+                format!("memory nodes unusable ({}{}): the JSON values are kept", why(t, &tpath), why(m, &mpath));
             keep_json_field(run, cfg, "b_info.target_memkb", reason.clone(), vec![]);
             keep_json_field(run, cfg, "b_info.max_memkb", reason, vec![]);
         }
@@ -265,13 +318,23 @@ fn domain_fields(
                     obj.insert((*k).into(), (*v).into());
                 }
             }
-            field_decision(run, cfg, "b_info.sched_params", Some(Value::Object(obj)), Provenance::Hypervisor("cpupool scheduler"), vec![]);
+            field_decision(
+                run,
+                cfg,
+                "b_info.sched_params",
+                Some(Value::Object(obj)),
+                Provenance::Hypervisor("cpupool scheduler"),
+                vec![],
+            );
         }
         (_, s) => keep_json_field(
             run,
             cfg,
             "b_info.sched_params",
-            format!("the scheduler ({}) gives no domain parameters: the JSON value is kept", s.map_or("unknown", Scheduler::as_str)),
+            format!(
+                "the scheduler ({}) gives no domain parameters: the JSON value is kept",
+                s.map_or("unknown", Scheduler::as_str)
+            ),
             vec![],
         ),
     }
@@ -315,7 +378,9 @@ fn lifecycle(b: &Backend) -> (Class, &'static str) {
         return (Class::Failed, "the hotplug script or the backend reported an error");
     }
     match b.state {
-        Some(6) => (Class::UnpluggedNotReaped, "backend Closed (6): the unplug finished but the nodes were never reaped"),
+        Some(6) => {
+            (Class::UnpluggedNotReaped, "backend Closed (6): the unplug finished but the nodes were never reaped")
+        }
         Some(5) => (Class::Unplugging, "backend Closing (5): an unplug is under way or stopped half way"),
         _ if b.online.as_deref() == Some("0") => (Class::Unplugging, "backend online = 0: an unplug was requested"),
         Some(1..=3) | Some(0) | None => (Class::Plugging, "backend not yet Connected: the device is still plugging"),
@@ -369,10 +434,21 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if seen_keys.contains(&key) {
             run.decisions.push(
-                Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, format!("a second JSON entry with {key}: the first is kept"))
-                    .with_json(Some(entry)),
+                Decision::new(
+                    subject,
+                    "noloss.device.duplicate-identity",
+                    Class::JsonOnly,
+                    Action::Dropped,
+                    format!("a second JSON entry with {key}: the first is kept"),
+                )
+                .with_json(Some(entry)),
             );
-            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only: None }, because: "noloss.device.duplicate-identity" });
+            run.steps.push(Step {
+                kind: rule.kind,
+                key,
+                action: Step_::DedupJsonEntries { array, only: None },
+                because: "noloss.device.duplicate-identity",
+            });
             continue;
         }
         seen_keys.push(key.clone());
@@ -385,9 +461,15 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
         let ev = &evidence[j];
         if is_record_only_device(ev) {
             run.decisions.push(
-                Decision::new(subject, "noloss.device.record-only", Class::Consistent, Action::Kept, "a devicemodel usb controller: QEMU emulates it and libxl keeps only its record")
-                    .with_json(Some(entry.clone()))
-                    .with_evidence(evidence_of(ev)),
+                Decision::new(
+                    subject,
+                    "noloss.device.record-only",
+                    Class::Consistent,
+                    Action::Kept,
+                    "a devicemodel usb controller: QEMU emulates it and libxl keeps only its record",
+                )
+                .with_json(Some(entry.clone()))
+                .with_evidence(evidence_of(ev)),
             );
             kept.push(entry);
             continue;
@@ -402,14 +484,19 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
         }
         let (class, why) = lifecycle(&b);
         let mut entry = entry;
-        let mut d = Decision::new(subject, "noloss.device.live", class, Action::Kept, why).with_json(Some(entry.clone())).with_evidence(evidence_of(ev));
+        let mut d = Decision::new(subject, "noloss.device.live", class, Action::Kept, why)
+            .with_json(Some(entry.clone()))
+            .with_evidence(evidence_of(ev));
         match class {
             Class::Plugging => {
                 d.rule = "noloss.device.plugging";
                 run.steps.push(Step {
                     kind: rule.kind,
                     key: key.clone(),
-                    action: Step_::WaitForConnection { backend: b.path.clone(), frontend: ev.frontend.as_ref().map(|f| f.path.clone()) },
+                    action: Step_::WaitForConnection {
+                        backend: b.path.clone(),
+                        frontend: ev.frontend.as_ref().map(|f| f.path.clone()),
+                    },
                     because: "noloss.device.plugging",
                 });
             }
@@ -420,8 +507,18 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                     _ => "noloss.device.failed",
                 };
                 let force = class != Class::UnpluggedNotReaped;
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: unplug_steps(ev, &b, force), because: d.rule });
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: d.rule });
+                run.steps.push(Step {
+                    kind: rule.kind,
+                    key: key.clone(),
+                    action: unplug_steps(ev, &b, force),
+                    because: d.rule,
+                });
+                run.steps.push(Step {
+                    kind: rule.kind,
+                    key: key.clone(),
+                    action: Step_::DropJsonEntry { array, only: None },
+                    because: d.rule,
+                });
             }
             _ => {}
         }
@@ -491,7 +588,14 @@ fn is_record_only_device(ev: &DeviceEvidence) -> bool {
         && ev.good_record().is_some_and(|d| d.fields.get("type").and_then(Value::as_str) == Some("devicemodel"))
 }
 
-fn json_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, key: IdentityKey, entry: Value, ev: Option<&DeviceEvidence>) {
+fn json_only(
+    run: &mut Run<'_>,
+    rule: &KindRule,
+    array: DeviceArray,
+    key: IdentityKey,
+    entry: Value,
+    ev: Option<&DeviceEvidence>,
+) {
     let (reason, mut steps) = match ev {
         None => ("no record, no backend, no frontend: the add never committed, or a remove finished (libxl never prunes the JSON on remove)".to_string(), vec![]),
         Some(ev) => {
@@ -516,9 +620,15 @@ fn json_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, key: Identi
         run.steps.push(Step { kind: rule.kind, key: key.clone(), action: a, because: "noloss.device.json-only" });
     }
     run.decisions.push(
-        Decision::new(Subject::Device { kind: rule.kind, key }, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, reason)
-            .with_json(Some(entry))
-            .with_evidence(ev.map(evidence_of).unwrap_or_default()),
+        Decision::new(
+            Subject::Device { kind: rule.kind, key },
+            "noloss.device.json-only",
+            Class::JsonOnly,
+            Action::Dropped,
+            reason,
+        )
+        .with_json(Some(entry))
+        .with_evidence(ev.map(evidence_of).unwrap_or_default()),
     );
 }
 
@@ -538,17 +648,30 @@ fn entry_from_fields(rule: &KindRule, fields: &Object) -> Value {
     Value::Object(obj)
 }
 
-fn xenstore_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, ev: &DeviceEvidence) -> Option<(IdentityKey, Value)> {
+fn xenstore_only(
+    run: &mut Run<'_>,
+    rule: &KindRule,
+    array: DeviceArray,
+    ev: &DeviceEvidence,
+) -> Option<(IdentityKey, Value)> {
     let record = ev.good_record().cloned();
     let key = xs_identity(run, rule, ev, record.as_ref());
     let subject = Subject::Device { kind: rule.kind, key: key.clone() };
-    let push_step = |run: &mut Run<'_>, action: Step_, because: &'static str| run.steps.push(Step { kind: rule.kind, key: key.clone(), action, because });
+    let push_step = |run: &mut Run<'_>, action: Step_, because: &'static str| {
+        run.steps.push(Step { kind: rule.kind, key: key.clone(), action, because })
+    };
     if let (true, Some(dev)) = (is_record_only_device(ev), &record) {
         let entry = entry_from_fields(rule, &dev.fields);
         run.decisions.push(
-            Decision::new(subject, "noloss.device.recovered", Class::Recovered, Action::Recovered, "a devicemodel usb controller missing from the JSON, rebuilt from libxl's record")
-                .with_json(None)
-                .with_evidence(evidence_of(ev)),
+            Decision::new(
+                subject,
+                "noloss.device.recovered",
+                Class::Recovered,
+                Action::Recovered,
+                "a devicemodel usb controller missing from the JSON, rebuilt from libxl's record",
+            )
+            .with_json(None)
+            .with_evidence(evidence_of(ev)),
         );
         push_step(run, Step_::AddJsonEntry { array, entry: entry.clone() }, "noloss.device.recovered");
         return Some((key, entry));
@@ -558,8 +681,14 @@ fn xenstore_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, ev: &De
             let dev = record.clone().or_else(|| record_from_backend(&run.xs, rule, run.domid, ev));
             let Some(dev) = dev else {
                 run.decisions.push(
-                    Decision::new(subject, "noloss.device.unreadable-backend", Class::Orphan, Action::Ignored, "a live backend whose nodes cannot be read as a device: nothing is recovered")
-                        .with_evidence(evidence_of(ev)),
+                    Decision::new(
+                        subject,
+                        "noloss.device.unreadable-backend",
+                        Class::Orphan,
+                        Action::Ignored,
+                        "a live backend whose nodes cannot be read as a device: nothing is recovered",
+                    )
+                    .with_evidence(evidence_of(ev)),
                 );
                 return None;
             };
@@ -601,7 +730,10 @@ fn xenstore_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, ev: &De
             match class {
                 Class::Plugging => push_step(
                     run,
-                    Step_::WaitForConnection { backend: b.path.clone(), frontend: ev.frontend.as_ref().map(|f| f.path.clone()) },
+                    Step_::WaitForConnection {
+                        backend: b.path.clone(),
+                        frontend: ev.frontend.as_ref().map(|f| f.path.clone()),
+                    },
                     "noloss.device.recovered",
                 ),
                 Class::Unplugging | Class::Failed => {
@@ -616,20 +748,43 @@ fn xenstore_only(run: &mut Run<'_>, rule: &KindRule, array: DeviceArray, ev: &De
         }
         Some(b) => {
             run.decisions.push(
-                Decision::new(subject, "noloss.device.orphan-closed", Class::Orphan, Action::Ignored, "backend Closed (6) and no JSON entry: leftovers of a finished unplug")
-                    .with_evidence(evidence_of(ev)),
+                Decision::new(
+                    subject,
+                    "noloss.device.orphan-closed",
+                    Class::Orphan,
+                    Action::Ignored,
+                    "backend Closed (6) and no JSON entry: leftovers of a finished unplug",
+                )
+                .with_evidence(evidence_of(ev)),
             );
             push_step(run, unplug_steps(ev, b, false), "noloss.device.orphan-closed");
             None
         }
         None => {
             let (class, rule_id, why) = match (&ev.record, &ev.backend) {
-                (Some(r), _) if r.trusted => (Class::Orphan, "noloss.device.orphan-record", "a libxl record with no live backend and no JSON entry"),
-                (None, Some(b)) if b.trusted => (Class::Orphan, "noloss.device.orphan-backend", "a backend whose domain is gone"),
-                _ => (Class::Untrusted, "noloss.device.untrusted", "only nodes the guest can write speak for it: a guest cannot add a device to its own config"),
+                (Some(r), _) if r.trusted => (
+                    Class::Orphan,
+                    "noloss.device.orphan-record",
+                    "a libxl record with no live backend and no JSON entry",
+                ),
+                (None, Some(b)) if b.trusted => {
+                    (Class::Orphan, "noloss.device.orphan-backend", "a backend whose domain is gone")
+                }
+                _ => (
+                    Class::Untrusted,
+                    "noloss.device.untrusted",
+                    "only nodes the guest can write speak for it: a guest cannot add a device to its own config",
+                ),
             };
-            run.decisions.push(Decision::new(subject, rule_id, class, Action::Ignored, why).with_evidence(evidence_of(ev)));
-            let reap: Vec<String> = ev.record.iter().filter(|r| r.trusted).map(|r| r.path.clone()).chain(ev.backend.iter().filter(|b| b.trusted).map(|b| b.path.clone())).collect();
+            run.decisions
+                .push(Decision::new(subject, rule_id, class, Action::Ignored, why).with_evidence(evidence_of(ev)));
+            let reap: Vec<String> = ev
+                .record
+                .iter()
+                .filter(|r| r.trusted)
+                .map(|r| r.path.clone())
+                .chain(ev.backend.iter().filter(|b| b.trusted).map(|b| b.path.clone()))
+                .collect();
             if !reap.is_empty() {
                 push_step(run, Step_::ReapNodes { paths: reap }, rule_id);
             }
@@ -679,8 +834,22 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
         let key = json_identity(rule, &entry, i);
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if seen.contains(&key) {
-            run.decisions.push(Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, "a second JSON entry for this PCI address: the first is kept").with_json(Some(entry)));
-            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only: None }, because: "noloss.device.duplicate-identity" });
+            run.decisions.push(
+                Decision::new(
+                    subject,
+                    "noloss.device.duplicate-identity",
+                    Class::JsonOnly,
+                    Action::Dropped,
+                    "a second JSON entry for this PCI address: the first is kept",
+                )
+                .with_json(Some(entry)),
+            );
+            run.steps.push(Step {
+                kind: rule.kind,
+                key,
+                action: Step_::DedupJsonEntries { array, only: None },
+                because: "noloss.device.duplicate-identity",
+            });
             continue;
         }
         seen.push(key.clone());
@@ -688,9 +857,14 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             Some(j) => {
                 used[j] = true;
                 let p = &found[j];
-                let ev = vec![Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None), Evidence::new(format!("{}/state-{}", p.backend.path, p.index), p.state.map(|s| s.to_string()))];
+                let ev = vec![
+                    Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None),
+                    Evidence::new(format!("{}/state-{}", p.backend.path, p.index), p.state.map(|s| s.to_string())),
+                ];
                 let (class, why) = match p.state {
-                    Some(5) | Some(6) => (Class::Unplugging, "the function's state is Closing/Closed: a detach stopped half way"),
+                    Some(5) | Some(6) => {
+                        (Class::Unplugging, "the function's state is Closing/Closed: a detach stopped half way")
+                    }
                     _ => (Class::Consistent, "assigned in the pci backend"),
                 };
                 let why = match p.via_stubdom {
@@ -698,17 +872,42 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                     None => why.to_string(),
                 };
                 if class == Class::Unplugging {
-                    run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::RemovePciFunction { backend: p.backend.path.clone(), index: p.index }, because: "noloss.pci.unplugging" });
-                    run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: "noloss.pci.unplugging" });
+                    run.steps.push(Step {
+                        kind: rule.kind,
+                        key: key.clone(),
+                        action: Step_::RemovePciFunction { backend: p.backend.path.clone(), index: p.index },
+                        because: "noloss.pci.unplugging",
+                    });
+                    run.steps.push(Step {
+                        kind: rule.kind,
+                        key: key.clone(),
+                        action: Step_::DropJsonEntry { array, only: None },
+                        because: "noloss.pci.unplugging",
+                    });
                 }
-                run.decisions.push(Decision::new(subject, "noloss.pci.live", class, Action::Kept, why).with_json(Some(entry.clone())).with_evidence(ev));
+                run.decisions.push(
+                    Decision::new(subject, "noloss.pci.live", class, Action::Kept, why)
+                        .with_json(Some(entry.clone()))
+                        .with_evidence(ev),
+                );
                 kept.push(entry);
             }
             None => {
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only: None }, because: "noloss.device.json-only" });
+                run.steps.push(Step {
+                    kind: rule.kind,
+                    key: key.clone(),
+                    action: Step_::DropJsonEntry { array, only: None },
+                    because: "noloss.device.json-only",
+                });
                 run.decisions.push(
-                    Decision::new(subject, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, "no pci backend assigns this function: the attach never committed or a detach finished")
-                        .with_json(Some(entry)),
+                    Decision::new(
+                        subject,
+                        "noloss.device.json-only",
+                        Class::JsonOnly,
+                        Action::Dropped,
+                        "no pci backend assigns this function: the attach never committed or a detach finished",
+                    )
+                    .with_json(Some(entry)),
                 );
             }
         }
@@ -722,10 +921,21 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
         let entry = entry_from_fields(rule, &p.device.fields);
         let subject = Subject::Device { kind: rule.kind, key: p.device.key.clone() };
         run.decisions.push(
-            Decision::new(subject, "noloss.device.recovered", Class::Recovered, Action::Recovered, "assigned in a pci backend but missing from the JSON; unknown: vfunc_mask, seize")
-                .with_evidence(vec![Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None)]),
+            Decision::new(
+                subject,
+                "noloss.device.recovered",
+                Class::Recovered,
+                Action::Recovered,
+                "assigned in a pci backend but missing from the JSON; unknown: vfunc_mask, seize",
+            )
+            .with_evidence(vec![Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None)]),
         );
-        run.steps.push(Step { kind: rule.kind, key: p.device.key.clone(), action: Step_::AddJsonEntry { array, entry: entry.clone() }, because: "noloss.device.recovered" });
+        run.steps.push(Step {
+            kind: rule.kind,
+            key: p.device.key.clone(),
+            action: Step_::AddJsonEntry { array, entry: entry.clone() },
+            because: "noloss.device.recovered",
+        });
         recovered.push((p.device.key.clone(), entry));
     }
     recovered.sort_by(|a, b| a.0.cmp(&b.0));
@@ -744,7 +954,11 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         let key = json_identity(rule, &entries[i], i);
         (0..i).any(|j| {
             let other = json_identity(rule, &entries[j], j);
-            if key == default_key { other == key && entries[j] == entries[i] } else { other == key }
+            if key == default_key {
+                other == key && entries[j] == entries[i]
+            } else {
+                other == key
+            }
         })
     };
     // Explicit placements first, so a default-placed entry only takes a port nobody named.
@@ -770,8 +984,22 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         let only = (key == default_key).then(|| entry.clone());
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if duplicate_of(i) {
-            run.decisions.push(Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, "a second identical JSON entry: the first is kept").with_json(Some(entry.clone())));
-            run.steps.push(Step { kind: rule.kind, key, action: Step_::DedupJsonEntries { array, only }, because: "noloss.device.duplicate-identity" });
+            run.decisions.push(
+                Decision::new(
+                    subject,
+                    "noloss.device.duplicate-identity",
+                    Class::JsonOnly,
+                    Action::Dropped,
+                    "a second identical JSON entry: the first is kept",
+                )
+                .with_json(Some(entry.clone())),
+            );
+            run.steps.push(Step {
+                kind: rule.kind,
+                key,
+                action: Step_::DedupJsonEntries { array, only },
+                because: "noloss.device.duplicate-identity",
+            });
             continue;
         }
         match verdict[i] {
@@ -782,22 +1010,48 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                         .with_json(Some(entry.clone()))
                         .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only }, because: "noloss.usbdev.controller-unplugging" });
+                run.steps.push(Step {
+                    kind: rule.kind,
+                    key: key.clone(),
+                    action: Step_::DropJsonEntry { array, only },
+                    because: "noloss.usbdev.controller-unplugging",
+                });
                 kept.push(entry.clone());
             }
             Some(j) => {
                 let p = &ports[j];
                 run.decisions.push(
-                    Decision::new(subject, "noloss.usbdev.live", Class::Consistent, Action::Kept, format!("host device {} is attached at controller {} port {} (libxl 4.17 drops hot-added usbdevs)", p.busid, p.ctrl, p.port))
-                        .with_json(Some(entry.clone()))
-                        .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
+                    Decision::new(
+                        subject,
+                        "noloss.usbdev.live",
+                        Class::Consistent,
+                        Action::Kept,
+                        format!(
+                            "host device {} is attached at controller {} port {} (libxl 4.17 drops hot-added usbdevs)",
+                            p.busid, p.ctrl, p.port
+                        ),
+                    )
+                    .with_json(Some(entry.clone()))
+                    .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
                 kept.push(entry.clone());
             }
             None => {
-                run.steps.push(Step { kind: rule.kind, key: key.clone(), action: Step_::DropJsonEntry { array, only }, because: "noloss.device.json-only" });
+                run.steps.push(Step {
+                    kind: rule.kind,
+                    key: key.clone(),
+                    action: Step_::DropJsonEntry { array, only },
+                    because: "noloss.device.json-only",
+                });
                 run.decisions.push(
-                    Decision::new(subject, "noloss.device.json-only", Class::JsonOnly, Action::Dropped, "no usb port holds it: the attach failed or a detach finished").with_json(Some(entry.clone())),
+                    Decision::new(
+                        subject,
+                        "noloss.device.json-only",
+                        Class::JsonOnly,
+                        Action::Dropped,
+                        "no usb port holds it: the attach failed or a detach finished",
+                    )
+                    .with_json(Some(entry.clone())),
                 );
             }
         }
@@ -809,8 +1063,14 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         let key = IdentityKey::CtrlPort { ctrl: p.ctrl, port: p.port };
         if p.controller_leaving {
             run.decisions.push(
-                Decision::new(Subject::Device { kind: rule.kind, key }, "noloss.usbdev.orphan-port", Class::Orphan, Action::Ignored, format!("host device {} sits on a controller that is being unplugged: it goes with it", p.busid))
-                    .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
+                Decision::new(
+                    Subject::Device { kind: rule.kind, key },
+                    "noloss.usbdev.orphan-port",
+                    Class::Orphan,
+                    Action::Ignored,
+                    format!("host device {} sits on a controller that is being unplugged: it goes with it", p.busid),
+                )
+                .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
             );
             continue;
         }
@@ -823,7 +1083,12 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             Decision::new(Subject::Device { kind: rule.kind, key: key.clone() }, "noloss.device.recovered", Class::Recovered, Action::Recovered, format!("host device {} is attached but missing from the JSON; unknown: hostbus, hostaddr (they live in the host's sysfs)", p.busid))
                 .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
         );
-        run.steps.push(Step { kind: rule.kind, key, action: Step_::AddJsonEntry { array, entry: entry.clone() }, because: "noloss.device.recovered" });
+        run.steps.push(Step {
+            kind: rule.kind,
+            key,
+            action: Step_::AddJsonEntry { array, entry: entry.clone() },
+            because: "noloss.device.recovered",
+        });
         kept.push(entry);
     }
     cfg.set_devices(array, kept);

@@ -289,7 +289,8 @@ impl Tree {
         let own = self.nodes.get_key_value(path);
         let start = path.subtree_start();
         let end = path.subtree_end();
-        own.into_iter().chain(self.nodes.range::<_, str>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
+        own.into_iter()
+            .chain(self.nodes.range::<_, str>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
     }
 
     /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
@@ -300,7 +301,8 @@ impl Tree {
 
     /// [`Tree::children`] for a path given as text (an invalid path has no children).
     pub fn children_of_str(&self, path: &str) -> Vec<String> {
-        let (prefix, end) = if path == "/" { ("/".to_string(), "0".to_string()) } else { (format!("{path}/"), format!("{path}0")) };
+        let (prefix, end) =
+            if path == "/" { ("/".to_string(), "0".to_string()) } else { (format!("{path}/"), format!("{path}0")) };
         let mut out: Vec<String> = Vec::new();
         let mut cursor: Bound<String> = Bound::Included(prefix.clone());
         loop {
