@@ -292,9 +292,12 @@ fn through_file(json: &JsonReplica) -> JsonReplica {
     }
 }
 
+/// A node as compared: path, value, and the guest's and a third domain's access.
+type NodeView = (String, Vec<u8>, Option<(Access, Access)>);
+
 /// The nodes reconciliation reads for the guest, for comparing trees: path, value, and the
 /// access the guest and a third domain have (what trust decisions use).
-fn relevant(tree: &Tree) -> Vec<(String, Vec<u8>, Option<(Access, Access)>)> {
+fn relevant(tree: &Tree) -> Vec<NodeView> {
     let keep = |p: &str| {
         ["/local/domain/1", "/local/domain/0/backend", "/libxl", "/vm"]
             .iter()

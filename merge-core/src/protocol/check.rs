@@ -162,12 +162,7 @@ impl<'a> Checker<'a> {
         for (name, r) in &scenario.intended {
             let out = run(scenario, r, Policy::NoLoss);
             if out.is_half_baked() {
-                let half: Vec<String> = out
-                    .decisions
-                    .iter()
-                    .filter(|d| d.class.is_half_baked())
-                    .map(|d| format!("{} {}: {}", d.subject, d.class.name(), d.reason))
-                    .collect();
+                let half = half_baked(&out);
                 return Err(format!("{}: intended state `{name}` is half-baked:\n{}", scenario.name, half.join("\n")));
             }
             let config = out
@@ -280,13 +275,17 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn converged(again: &Outcome) -> Result<(), String> {
-    let half: Vec<String> = again
-        .decisions
+/// The half-baked decisions of an outcome, one line each.
+fn half_baked(o: &Outcome) -> Vec<String> {
+    o.decisions
         .iter()
         .filter(|d| d.class.is_half_baked())
         .map(|d| format!("{} {}: {}", d.subject, d.class.name(), d.reason))
-        .collect();
+        .collect()
+}
+
+fn converged(again: &Outcome) -> Result<(), String> {
+    let half = half_baked(again);
     if !half.is_empty() {
         return Err(format!("still half-baked after the plan: {}", half.join("; ")));
     }
