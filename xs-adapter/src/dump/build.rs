@@ -105,7 +105,7 @@ impl Builder {
         cut: bool,
     ) -> Result<Box<[u8]>, DumpError> {
         // Fast path: nothing to unescape.
-        if memchr::memchr(b'\\', text).is_none() && text.iter().all(|b| (b' '..=b'~').contains(b)) {
+        if text.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
             if text.len() > VALUE_MAX {
                 return Err(error_at(line, offset, DumpErrorKind::ValueTooLong { len: text.len(), max: VALUE_MAX }));
             }

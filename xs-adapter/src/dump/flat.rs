@@ -240,7 +240,7 @@ fn split_perms(
     if n >= 2 && t.ends_with(b"\" ") && n - 2 >= value_start {
         return Ok((n - 2, None));
     }
-    if t[n - 1] == b'"' && n - 1 >= value_start {
+    if t[n - 1] == b'"' && n > value_start {
         return Err(error_at(
             line,
             skip + n,
