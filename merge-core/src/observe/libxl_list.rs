@@ -322,7 +322,7 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
         DeviceKind::Usbctrl => usbctrl_from_xenstore(ctx, path, &mut dev)?,
         DeviceKind::Vdispl => {
             set(&mut dev.fields, "devid", nr);
-            let be = ctx.read_mandatory_at(&path, "backend")?;
+            let be = ctx.read_mandatory_at(path, "backend")?;
             let b = ctx.backend_domid(&be)?;
             set(&mut dev.fields, "backend_domid", b);
         }
@@ -336,7 +336,7 @@ const DISK_BACKENDS: &[(&str, &str)] =
     &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];
 
 fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
-    let be = match ctx.read_checked_at(&p, "backend")? {
+    let be = match ctx.read_checked_at(p, "backend")? {
         Some(b) => b,
         None => {
             ctx.logs.push(LogLine::new(
@@ -360,7 +360,7 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         }
     };
     set(&mut dev.fields, "backend_domid", b);
-    if let Some(params) = ctx.read_plain_at(&p, "params") {
+    if let Some(params) = ctx.read_plain_at(p, "params") {
         let medium = match params.find(':') {
             Some(i) => params[i + 1..].to_string(),
             None => params,
@@ -368,27 +368,27 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
         set(&mut dev.fields, "pdev_path", medium.clone());
         dev.pdev_path = Some(medium);
     }
-    if let Some(host) = ctx.read_plain_at(&p, "colo-host") {
+    if let Some(host) = ctx.read_plain_at(p, "colo-host") {
         set(&mut dev.fields, "colo_enable", "True");
         set(&mut dev.fields, "colo_host", host);
-        let port = ctx.read_required(&p, "colo-port", log::DISK_NO_COLO_PORT)?;
+        let port = ctx.read_required(p, "colo-port", log::DISK_NO_COLO_PORT)?;
         set(&mut dev.fields, "colo_port", cparse::atoi(port.as_bytes()));
         for (node, field) in
             [("colo-export", "colo_export"), ("active-disk", "active_disk"), ("hidden-disk", "hidden_disk")]
         {
-            let v = ctx.read_required(&p, node, log::DISK_NO_COLO_PARAM)?;
+            let v = ctx.read_required(p, node, log::DISK_NO_COLO_PARAM)?;
             set(&mut dev.fields, field, v);
         }
     } else {
         set(&mut dev.fields, "colo_enable", "False");
     }
-    let ty = ctx.read_required(&p, "type", log::DISK_NO_TYPE)?;
+    let ty = ctx.read_required(p, "type", log::DISK_NO_TYPE)?;
     // libxl_string_to_backend: exact, case-sensitive; anything else leaves UNKNOWN (its error
     // return is ignored).
     if let Some((_, b)) = DISK_BACKENDS.iter().find(|(s, _)| *s == ty) {
         set(&mut dev.fields, "backend", *b);
     }
-    let spec = match ctx.read_plain_at(&p, "specification") {
+    let spec = match ctx.read_plain_at(p, "specification") {
         None => "xen",
         Some(s) => match enum_value(&s, &["unknown", "xen", "virtio"]) {
             Some(v) => v,
@@ -404,7 +404,7 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     };
     set(&mut dev.fields, "specification", spec);
     if spec == "virtio" {
-        let t = ctx.read_required(&p, "transport", log::DISK_NO_TRANSPORT)?;
+        let t = ctx.read_required(p, "transport", log::DISK_NO_TRANSPORT)?;
         match enum_value(&t, &["unknown", "mmio"]) {
             Some("mmio") => set(&mut dev.fields, "transport", "mmio"),
             Some(_) => {
@@ -424,20 +424,20 @@ fn disk_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
                 return Err(ctx.fail(p, "invalid transport"));
             }
         }
-        let base = ctx.read_required(&p, "base", log::DISK_NO_BASE)?;
+        let base = ctx.read_required(p, "base", log::DISK_NO_BASE)?;
         set(&mut dev.fields, "base", cparse::strtoull(base.as_bytes(), 10).value);
-        let irq = ctx.read_required(&p, "irq", log::DISK_NO_IRQ)?;
+        let irq = ctx.read_required(p, "irq", log::DISK_NO_IRQ)?;
         set(&mut dev.fields, "irq", cparse::strtoull(irq.as_bytes(), 10).value as u32);
     }
-    let vdev = ctx.read_required(&p, "dev", log::DISK_NO_DEV)?;
+    let vdev = ctx.read_required(p, "dev", log::DISK_NO_DEV)?;
     set(&mut dev.fields, "vdev", vdev.clone());
     dev.key = IdentityKey::Vdev(Some(vdev));
-    let removable = ctx.read_required(&p, "removable", log::DISK_NO_REMOVABLE)?;
+    let removable = ctx.read_required(p, "removable", log::DISK_NO_REMOVABLE)?;
     dev.removable = cparse::atoi(removable.as_bytes());
     set(&mut dev.fields, "removable", dev.removable);
-    let mode = ctx.read_required(&p, "mode", log::DISK_NO_MODE)?;
+    let mode = ctx.read_required(p, "mode", log::DISK_NO_MODE)?;
     set(&mut dev.fields, "readwrite", i32::from(mode == "w"));
-    let dt = ctx.read_required(&p, "device-type", log::DISK_NO_DEVICE_TYPE)?;
+    let dt = ctx.read_required(p, "device-type", log::DISK_NO_DEVICE_TYPE)?;
     set(&mut dev.fields, "is_cdrom", i32::from(dt == "cdrom"));
     Ok(())
 }
@@ -529,37 +529,37 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 }
 
 fn nic_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
-    let devid = match ctx.read_checked_at(&p, "handle")? {
+    let devid = match ctx.read_checked_at(p, "handle")? {
         Some(h) => cparse::atoi(h.as_bytes()),
         None => 0,
     };
     dev.key = IdentityKey::Devid(devid as i64);
     set(&mut dev.fields, "devid", devid);
-    let Some(be) = ctx.read_checked_at(&p, "backend")? else {
+    let Some(be) = ctx.read_checked_at(p, "backend")? else {
         ctx.logs.push(LogLine::new(log::NIC_NO_BACKEND, None, format!("nic {p} does not exist (no backend path)")));
         return Err(ctx.fail(p, "no backend node"));
     };
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
-    match ctx.read_checked_at(&p, "mtu")? {
+    match ctx.read_checked_at(p, "mtu")? {
         Some(m) => match cparse::strtol_whole(m.as_bytes()) {
             Some(v) => set(&mut dev.fields, "mtu", v as i32),
             None => return Err(ctx.fail(&format!("{p}/mtu"), format!("mtu {m:?} is not a number"))),
         },
         None => set(&mut dev.fields, "mtu", 1500),
     }
-    if let Some(m) = ctx.read_checked_at(&p, "mac")? {
+    if let Some(m) = ctx.read_checked_at(p, "mac")? {
         match parse_mac(&m) {
             Some(mac) => set(&mut dev.fields, "mac", format_mac(&mac)),
             None => return Err(ctx.fail(&format!("{p}/mac"), format!("mac {m:?} is malformed"))),
         }
     }
     for (node, field) in NIC_STRINGS {
-        if let Some(v) = ctx.read_checked_at(&p, node)? {
+        if let Some(v) = ctx.read_checked_at(p, node)? {
             set(&mut dev.fields, field, v);
         }
     }
-    match ctx.read_checked_at(&p, "type")? {
+    match ctx.read_checked_at(p, "type")? {
         Some(t) => match enum_value(&t, &["unknown", "vif_ioemu", "vif"]) {
             Some(v) => set(&mut dev.fields, "nictype", v),
             None => return Err(ctx.fail(&format!("{p}/type"), format!("nic type {t:?} is invalid"))),
@@ -586,7 +586,7 @@ pub fn parse_uuid(s: &str) -> Option<String> {
 
 fn vtpm_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let be = ctx.read_mandatory_at(&p, "backend")?;
+    let be = ctx.read_mandatory_at(p, "backend")?;
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
     if let Some(u) = ctx.read_plain_at(&be, "uuid") {
@@ -607,7 +607,7 @@ fn vtpm_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
 
 fn usbctrl_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let ty = ctx.read_checked_at(&p, "type")?;
+    let ty = ctx.read_checked_at(p, "type")?;
     let Some(ty) = ty else {
         // libxl_usbctrl_type_from_string(NULL, …): strcasecmp on NULL.
         return Err(ctx.crash(&format!("{p}/type"), "usbctrl record without `type`: libxl dereferences NULL"));
@@ -625,7 +625,7 @@ fn usbctrl_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()
         }
         p.to_string()
     } else {
-        let Some(be) = ctx.read_checked_at(&p, "backend")? else {
+        let Some(be) = ctx.read_checked_at(p, "backend")? else {
             // Returns 0 with a partial record.
             return Ok(());
         };
@@ -674,7 +674,7 @@ const PCM_FORMATS: &[&str] = &[
 /// `libxl__params_from_xenstore` on `path`.
 fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
     let mut params = Object::new();
-    if let Some(rates) = ctx.read_checked_at(&path, "sample-rates")? {
+    if let Some(rates) = ctx.read_checked_at(path, "sample-rates")? {
         let v: Vec<Value> = rates
             .split([' ', ','])
             .filter(|t| !t.is_empty())
@@ -684,7 +684,7 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
             params.insert("sample_rates".into(), Value::Array(v));
         }
     }
-    if let Some(formats) = ctx.read_checked_at(&path, "sample-formats")? {
+    if let Some(formats) = ctx.read_checked_at(path, "sample-formats")? {
         let mut v = Vec::new();
         for t in formats.split([' ', ',']).filter(|t| !t.is_empty()) {
             match enum_value(t, PCM_FORMATS) {
@@ -699,7 +699,7 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
     for (node, field) in
         [("channels-min", "channels_min"), ("channels-max", "channels_max"), ("buffer-size", "buffer_size")]
     {
-        if let Some(x) = ctx.read_checked_at(&path, node)? {
+        if let Some(x) = ctx.read_checked_at(path, node)? {
             let n = cparse::strtoull(x.as_bytes(), 0).value as u32;
             if n != 0 {
                 params.insert(field.into(), Value::from(n));
@@ -711,14 +711,14 @@ fn vsnd_params(ctx: &mut Ctx<'_>, path: &str) -> R<Object> {
 
 fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
     set(&mut dev.fields, "devid", dev.nr);
-    let be = ctx.read_mandatory_at(&p, "backend")?;
+    let be = ctx.read_mandatory_at(p, "backend")?;
     let b = ctx.backend_domid(&be)?;
     set(&mut dev.fields, "backend_domid", b);
     if ctx.trusted_only {
         // Everything else libxl reads here comes from the guest-writable frontend.
         return Ok(());
     }
-    let fe = ctx.read_mandatory_at(&p, "frontend")?;
+    let fe = ctx.read_mandatory_at(p, "frontend")?;
     if let Some(s) = ctx.read_plain_at(&fe, "short-name") {
         set(&mut dev.fields, "short_name", s);
     }
