@@ -13,10 +13,10 @@ pub mod hypervisor;
 pub mod libxl_log;
 pub mod observe;
 pub mod plan;
-pub mod reconcile;
-pub mod rules;
-pub mod xenstore;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 #[cfg(feature = "testkit")]
 pub mod protocol;
+pub mod reconcile;
+pub mod rules;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod xenstore;

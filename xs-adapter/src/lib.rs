@@ -1,8 +1,8 @@
 //! xs-adapter: the edge of xlsync. It reads snapshots and userdata files, talks to a live
 //! xenstored, and hosts the `xlsync` command. It calls merge-core; merge-core never calls it.
 
+pub mod cli;
 pub mod dump;
 pub mod live;
-pub mod wire;
-pub mod cli;
 pub mod userdata;
+pub mod wire;
