@@ -233,8 +233,11 @@ fn some_of<S: Strategy + 'static>(
     item: impl Fn(u32) -> S + 'static,
 ) -> BoxedStrategy<Vec<S::Value>>
 where
-    S::Value: std::fmt::Debug,
+    S::Value: std::fmt::Debug + Clone,
 {
+    if p_some <= 0.0 {
+        return Just(Vec::new()).boxed();
+    }
     proptest::option::weighted(p_some, 1..=max)
         .prop_flat_map(move |n| (0..n.unwrap_or(0) as u32).map(&item).collect::<Vec<S>>())
         .boxed()
@@ -423,7 +426,7 @@ fn nic(domid: u32, devid: u32, hvm: bool) -> impl Strategy<Value = Nic> {
         proptest::option::weighted(0.2, select(vec![9000u32, 1400])),
         proptest::bool::weighted(0.2),
         proptest::option::weighted(0.2, select(vec!["vif-nat", "vif-route", "/etc/xen/scripts/vif-custom"])),
-        proptest::bool::weighted(if hvm { 0.8 } else { 0.0 }),
+        proptest::bool::weighted(0.8),
         proptest::bool::weighted(0.4),
     )
         .prop_map(move |(mac, bridge, mtu, ip, script, ioemu, model)| Nic {
@@ -433,8 +436,8 @@ fn nic(domid: u32, devid: u32, hvm: bool) -> impl Strategy<Value = Nic> {
             mtu,
             ip: ip.then(|| format!("10.0.{domid}.{}", devid + 2)),
             script: script.map(str::to_string),
-            nictype: if ioemu { NicType::VifIoemu } else { NicType::Vif },
-            model: (ioemu && model).then(|| "e1000".to_string()),
+            nictype: if hvm && ioemu { NicType::VifIoemu } else { NicType::Vif },
+            model: (hvm && ioemu && model).then(|| "e1000".to_string()),
         })
 }
 
