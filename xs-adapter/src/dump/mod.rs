@@ -158,11 +158,17 @@ pub fn read(input: &[u8], opts: &ReadOptions) -> Result<Snapshot, DumpError> {
 /// permissions, a cut line) only decide it when nothing else does.
 fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> {
     let mut fallback = None;
+    // `  (<perms>)` after an unreadable node exists only with `-p`.
+    let mut perms_lines = false;
     for line in lines {
         let t = line.text.strip_suffix(b"\r").unwrap_or(line.text);
         let lead = t.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
         let body = &t[lead..];
-        if body.is_empty() || body[0] == b'#' || flat::perms_line(t).is_some() {
+        if flat::perms_line(t).is_some() {
+            perms_lines = true;
+            continue;
+        }
+        if body.is_empty() || body[0] == b'#' {
             continue;
         }
         let token = &body[..memchr::memchr(b' ', body).unwrap_or(body.len())];
@@ -191,7 +197,11 @@ fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> 
             _ => fallback = fallback.or(Some((fallback_format(false), line.no))),
         }
     }
-    fallback
+    fallback.map(|(format, line)| match (format, perms_lines) {
+        (Format::Flat, true) => (Format::FlatPerms, line),
+        (Format::Tree, true) => (Format::TreePerms, line),
+        _ => (format, line),
+    })
 }
 
 fn read_lines<'a, I>(
