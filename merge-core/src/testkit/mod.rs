@@ -30,7 +30,7 @@
 //!   to three perturbations from issue 4's list ([`PerturbationKind`]).
 //!   [`HostProfile::clean`] gives consistent replicas only.
 //! * [`guest`] — one guest, for tests that assemble hosts by hand with [`assemble`].
-//! * [`big_host`] — a deterministic large host (1,000 domains ≈ 128k nodes) for benchmarks.
+//! * [`big_host`] — a deterministic large host (1,000 domains ≈ 160k nodes) for benchmarks.
 //!
 //! # Guarantees (checked against the real libxl by `xs-adapter/tests/oracle_generated.rs`)
 //!
@@ -82,7 +82,7 @@ impl Scenario {
 }
 
 /// A generated host and how it was made.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Generated {
     pub scenario: Scenario,
     /// The guests, sorted by domid (dom0 is not listed).
@@ -139,6 +139,21 @@ impl Generated {
     }
 }
 
+/// Short on purpose: proptest prints failing inputs with `Debug`, and the whole tree would bury
+/// the description. [`Generated::describe`] plus the node count identify the case; the seed
+/// replays it.
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Generated ({} xenstore nodes, scheduler {}):\n{}",
+            self.scenario.tree.len(),
+            self.scenario.scheduler().as_str(),
+            self.describe()
+        )
+    }
+}
+
 /// Builds a host from guest specs: renders both replicas, records driver-domain backends,
 /// applies the perturbation requests in order, and prints the userdata files.
 pub fn assemble(mut guests: Vec<GuestSpec>, scheduler: Scheduler, seeds: &[PerturbationSeed]) -> Generated {
@@ -170,4 +185,75 @@ pub fn assemble(mut guests: Vec<GuestSpec>, scheduler: Scheduler, seeds: &[Pertu
     let userdata =
         configs.iter().filter_map(|(&domid, c)| c.as_ref().map(|c| (domid, render::userdata_bytes(c)))).collect();
     Generated { scenario: Scenario { host, tree, userdata }, guests, configs, perturbations }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+    fn draw(seed: u8, profile: HostProfile) -> Generated {
+        let mut runner =
+            TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]));
+        host(profile).new_tree(&mut runner).expect("host strategy").current()
+    }
+
+    #[test]
+    fn same_seed_same_host() {
+        for seed in 0..8 {
+            let (a, b) = (draw(seed, HostProfile::default()), draw(seed, HostProfile::default()));
+            assert_eq!(a.scenario, b.scenario, "seed {seed}");
+            assert_eq!(a.perturbations, b.perturbations, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn userdata_is_libxl_json_with_trailing_nul() {
+        let gen = draw(1, HostProfile::clean());
+        for (domid, bytes) in &gen.scenario.userdata {
+            assert_eq!(bytes.last(), Some(&0), "dom {domid}");
+            assert!(bytes.ends_with(b"}\n\0"), "dom {domid}");
+            let config = gen.configs[domid].as_ref().expect("config");
+            assert_eq!(&bytes[..bytes.len() - 1], config.to_libxl_json().as_bytes());
+        }
+    }
+
+    /// Every `/libxl` record of a clean host points at a backend that exists and points back.
+    #[test]
+    fn clean_records_point_at_live_backends() {
+        for seed in 0..16 {
+            let gen = draw(seed, HostProfile::clean());
+            for g in &gen.guests {
+                for d in &g.devices {
+                    let Some(paths) = device_paths(g, d) else { continue };
+                    let record_backend = gen.scenario.tree.text(&format!("{}/backend", paths.record));
+                    assert_eq!(
+                        record_backend,
+                        paths.backend.as_deref(),
+                        "seed {seed} {}",
+                        DeviceRef::of(g.domid, &d.detail)
+                    );
+                    if let Some(be) = &paths.backend {
+                        assert_eq!(gen.scenario.tree.text(&format!("{be}/frontend")), Some(paths.frontend.as_str()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn big_host_is_deterministic_and_large() {
+        let a = big_host(1000, 42);
+        assert_eq!(a.guests.len(), 1000);
+        let nodes = a.scenario.tree.len();
+        assert!((100_000..=170_000).contains(&nodes), "1,000 domains gave {nodes} nodes");
+        let b = big_host(1000, 42);
+        assert!(a.scenario.tree == b.scenario.tree && a.scenario.userdata == b.scenario.userdata);
+        assert!(a
+            .guests
+            .iter()
+            .all(|g| g.devices_of(Kind::Disk).next().is_some() && g.devices_of(Kind::Nic).next().is_some()));
+        assert!(a.perturbations.iter().all(Perturbation::is_benign_for_libxl));
+    }
 }

@@ -585,6 +585,8 @@ impl<'a> Replicas<'a> {
                 let online: Vec<u32> = (0..max).filter(|&i| i == 0 || variant & (1 << i) != 0).collect();
                 if g.uses_qmp() {
                     let d = self.host.domains.get_mut(&domid)?;
+                    // vcpu-set goes through QMP: impossible once QEMU stopped answering.
+                    d.qemu_cpus.as_ref()?;
                     d.qemu_cpus = Some(online.clone());
                     d.vcpus = online.len() as u32;
                 } else {
@@ -599,6 +601,10 @@ impl<'a> Replicas<'a> {
                 let domid = pick(&self.guests_where(|_| true), target)?;
                 let name = format!("{}-renamed{}", self.guest(domid).name, variant % 10);
                 let uuid = self.guest(domid).uuid.clone();
+                // Renaming rewrites the name node; it cannot bring back a missing one.
+                if !self.exists(&format!("/local/domain/{domid}/name")) {
+                    return None;
+                }
                 set_text(self.tree, &format!("/local/domain/{domid}/name"), &name);
                 set_text(self.tree, &format!("/vm/{uuid}/name"), &name);
                 Perturbation::Renamed { domid, name }

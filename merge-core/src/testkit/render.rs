@@ -174,11 +174,13 @@ pub fn device_json(spec: &DeviceSpec) -> Option<Value> {
             Some(("devid", json!(v.devid))),
             Some((
                 "vnc",
-                ordered(vec![
-                    ("enable", json!("True")),
-                    ("listen", json!(v.vnc_listen)),
-                    ("display", json!(v.vnc_display)),
-                ]),
+                // An integer equal to 0 is default and never emitted by libxl's generator.
+                ordered(
+                    [("enable", json!("True")), ("listen", json!(v.vnc_listen))]
+                        .into_iter()
+                        .chain((v.vnc_display != 0).then(|| ("display", json!(v.vnc_display))))
+                        .collect(),
+                ),
             )),
             Some(("sdl", ordered(vec![]))),
             opt("keymap", v.keymap.clone()),
