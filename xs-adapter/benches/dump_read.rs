@@ -57,6 +57,50 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// One guest's permission lists, for writing its devices.
+struct Domain<'p> {
+    id: u32,
+    guest: &'p Perms,
+    shared: &'p Perms,
+    dom0: &'p Perms,
+}
+
+impl Domain<'_> {
+    /// A connected device as libxl 4.17 leaves it: the frontend in the guest's home (owned by
+    /// the guest), the backend in dom0 (readable by the guest), and libxl's private copy of the
+    /// backend's configuration under `/libxl`. `config` goes to both backend and copy.
+    fn device(
+        &self,
+        t: &mut Tree,
+        kind: &str,
+        devid: u32,
+        frontend: &[(&str, &str)],
+        config: &[(&str, &str)],
+        backend_only: &[(&str, &str)],
+    ) {
+        let d = self.id;
+        let fe = format!("/local/domain/{d}/device/{kind}/{devid}");
+        let be = format!("/local/domain/0/backend/{kind}/{d}/{devid}");
+        let lx = format!("/libxl/{d}/device/{kind}/{devid}");
+        let put = |t: &mut Tree, path: String, value: &str, perms: &Perms| {
+            t.insert(Path::new(&path).unwrap(), Node::new(value.as_bytes().to_vec()).with_perms(Some(perms.clone())));
+        };
+        for (k, v) in [("backend", be.as_str()), ("backend-id", "0"), ("state", "4")].iter().chain(frontend) {
+            put(t, format!("{fe}/{k}"), v, self.guest);
+        }
+        let id = d.to_string();
+        for (k, v) in [("frontend", fe.as_str()), ("frontend-id", &id), ("online", "1")].iter().chain(config) {
+            put(t, format!("{be}/{k}"), v, self.shared);
+            put(t, format!("{lx}/{k}"), v, self.dom0);
+        }
+        for (k, v) in [("state", "4"), ("hotplug-status", "connected")].iter().chain(backend_only) {
+            put(t, format!("{be}/{k}"), v, self.shared);
+        }
+        put(t, format!("{lx}/backend"), &be, self.dom0);
+        put(t, format!("{lx}/state"), "1", self.dom0);
+    }
+}
+
 const DOMAINS: u32 = 1000;
 const NODES_PER_DOMAIN: usize = 1000;
 
@@ -131,107 +175,79 @@ fn host() -> Tree {
                 &guest,
             );
         }
+        let dom = Domain { id: d, guest: &guest, shared: &shared, dom0: &dom0 };
         for disk in 0..10u32 {
             let devid = 51712 + disk * 16;
-            let fe = format!("{home}/device/vbd/{devid}");
-            let be = format!("/local/domain/0/backend/vbd/{d}/{devid}");
-            let lx = format!("/libxl/{d}/device/vbd/{devid}");
             let dev = format!("xvd{}", char::from(b'a' + disk as u8));
+            let ring = (8 + disk).to_string();
+            let channel = (20 + disk).to_string();
             let params = format!("/dev/vg0/guest{d}-disk{disk}");
-            for (k, v) in [
-                ("backend", be.as_str()),
-                ("backend-id", "0"),
-                ("state", "4"),
-                ("virtual-device", &devid.to_string()),
-                ("device-type", "disk"),
-                ("protocol", "x86_64-abi"),
-                ("ring-ref", &(8 + disk).to_string()),
-                ("event-channel", &(20 + disk).to_string()),
-                ("feature-persistent", "1"),
-            ] {
-                add(&mut t, format!("{fe}/{k}"), v.to_string(), &guest);
-            }
-            let common = [
-                ("frontend", fe.as_str()),
-                ("params", &params),
-                ("script", "/etc/xen/scripts/block"),
-                ("frontend-id", &d.to_string()),
-                ("online", "1"),
-                ("removable", "0"),
-                ("bootable", "1"),
-                ("dev", &dev),
-                ("type", "phy"),
-                ("mode", "w"),
-                ("device-type", "disk"),
-                ("discard-enable", "1"),
-                ("specification", "xen"),
-            ];
-            for (k, v) in common {
-                add(&mut t, format!("{be}/{k}"), v.to_string(), &shared);
-                add(&mut t, format!("{lx}/{k}"), v.to_string(), &dom0);
-            }
-            for (k, v) in [
-                ("state", "4"),
-                ("hotplug-status", "connected"),
-                ("physical-device", "fe:1"),
-                ("feature-flush-cache", "1"),
-                ("sectors", "41943040"),
-                ("info", "0"),
-                ("sector-size", "512"),
-            ] {
-                add(&mut t, format!("{be}/{k}"), v.to_string(), &shared);
-            }
-            add(&mut t, format!("{lx}/backend"), be.clone(), &dom0);
-            add(&mut t, format!("{lx}/state"), "1".into(), &dom0);
+            dom.device(
+                &mut t,
+                "vbd",
+                devid,
+                &[
+                    ("virtual-device", &devid.to_string()),
+                    ("device-type", "disk"),
+                    ("protocol", "x86_64-abi"),
+                    ("ring-ref", &ring),
+                    ("event-channel", &channel),
+                    ("feature-persistent", "1"),
+                ],
+                &[
+                    ("params", &params),
+                    ("script", "/etc/xen/scripts/block"),
+                    ("removable", "0"),
+                    ("bootable", "1"),
+                    ("dev", &dev),
+                    ("type", "phy"),
+                    ("mode", "w"),
+                    ("device-type", "disk"),
+                    ("discard-enable", "1"),
+                    ("specification", "xen"),
+                ],
+                &[
+                    ("physical-device", "fe:1"),
+                    ("feature-flush-cache", "1"),
+                    ("sectors", "41943040"),
+                    ("info", "0"),
+                    ("sector-size", "512"),
+                ],
+            );
         }
         for nic in 0..11u32 {
-            let fe = format!("{home}/device/vif/{nic}");
-            let be = format!("/local/domain/0/backend/vif/{d}/{nic}");
-            let lx = format!("/libxl/{d}/device/vif/{nic}");
             let mac = format!("00:16:3e:{:02x}:{:02x}:{:02x}", d >> 8, d & 0xff, nic);
-            for (k, v) in [
-                ("backend", be.as_str()),
-                ("backend-id", "0"),
-                ("state", "4"),
-                ("handle", &nic.to_string()),
-                ("mac", &mac),
-                ("mtu", "1500"),
-                ("tx-ring-ref", "10"),
-                ("rx-ring-ref", "1280"),
-                ("event-channel", "29"),
-                ("request-rx-copy", "1"),
-                ("feature-rx-notify", "1"),
-                ("feature-sg", "1"),
-            ] {
-                add(&mut t, format!("{fe}/{k}"), v.to_string(), &guest);
-            }
-            let common = [
-                ("frontend", fe.as_str()),
-                ("frontend-id", &d.to_string()),
-                ("online", "1"),
-                ("script", "/etc/xen/scripts/vif-bridge"),
-                ("mac", &mac),
-                ("bridge", "xenbr0"),
-                ("handle", &nic.to_string()),
-                ("type", "vif"),
-                ("mtu", "1500"),
-            ];
-            for (k, v) in common {
-                add(&mut t, format!("{be}/{k}"), v.to_string(), &shared);
-                add(&mut t, format!("{lx}/{k}"), v.to_string(), &dom0);
-            }
-            for (k, v) in [
-                ("state", "4"),
-                ("hotplug-status", "connected"),
-                ("feature-sg", "1"),
-                ("feature-gso-tcpv4", "1"),
-                ("feature-rx-copy", "1"),
-                ("multi-queue-max-queues", "2"),
-            ] {
-                add(&mut t, format!("{be}/{k}"), v.to_string(), &shared);
-            }
-            add(&mut t, format!("{lx}/backend"), be.clone(), &dom0);
-            add(&mut t, format!("{lx}/state"), "1".into(), &dom0);
+            let handle = nic.to_string();
+            dom.device(
+                &mut t,
+                "vif",
+                nic,
+                &[
+                    ("handle", &handle),
+                    ("mac", &mac),
+                    ("mtu", "1500"),
+                    ("tx-ring-ref", "10"),
+                    ("rx-ring-ref", "1280"),
+                    ("event-channel", "29"),
+                    ("request-rx-copy", "1"),
+                    ("feature-rx-notify", "1"),
+                    ("feature-sg", "1"),
+                ],
+                &[
+                    ("script", "/etc/xen/scripts/vif-bridge"),
+                    ("mac", &mac),
+                    ("bridge", "xenbr0"),
+                    ("handle", &handle),
+                    ("type", "vif"),
+                    ("mtu", "1500"),
+                ],
+                &[
+                    ("feature-sg", "1"),
+                    ("feature-gso-tcpv4", "1"),
+                    ("feature-rx-copy", "1"),
+                    ("multi-queue-max-queues", "2"),
+                ],
+            );
         }
         let mut i = 0;
         while t.len() - before < NODES_PER_DOMAIN {

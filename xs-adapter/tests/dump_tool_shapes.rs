@@ -54,6 +54,7 @@ fn eacces_so() -> PathBuf {
         .status()
         .unwrap_or_else(|e| panic!("cannot run gcc ({e}); apt-get install gcc (see .ci/run)"));
     assert!(status.success(), "building the EACCES preload failed");
+    let _ = std::fs::remove_file(&src);
     so
 }
 
@@ -109,6 +110,7 @@ fn unreadable_values_and_permissions_from_the_real_tool() {
             snap.warnings.iter().filter(|w| matches!(w.kind, WarningKind::PermsUnreadable { .. })).count();
         assert_eq!(unreadable_perms, if format.has_perms() { 2 } else { 0 }, "{flags}: {:?}", snap.warnings);
     }
+    let _ = std::fs::remove_file(&so);
 }
 
 #[test]
