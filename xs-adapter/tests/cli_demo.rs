@@ -231,6 +231,19 @@ fn classes_in(explain_json: &[u8]) -> BTreeSet<String> {
     classes
 }
 
+/// `xlsync explain --format json` on a scenario directory laid out like `demo/`.
+fn explain_scenario_dir(dir: &std::path::Path) -> std::process::Output {
+    output(
+        xlsync()
+            .args(["explain", "--format", "json", "--no-lock", "--xenstore"])
+            .arg(dir.join("xenstore.txt"))
+            .arg("--hypervisor")
+            .arg(dir.join("domains.txt"))
+            .arg("--userdata-dir")
+            .arg(dir),
+    )
+}
+
 /// The binary embeds exactly the committed files.
 #[test]
 fn the_binary_embeds_the_committed_demo() {
@@ -261,15 +274,7 @@ fn the_generator_makes_a_host_with_every_class() {
     for (name, bytes) in generate() {
         std::fs::write(target.join(name), bytes).unwrap();
     }
-    let out = output(
-        xlsync()
-            .args(["explain", "--format", "json", "--no-lock", "--xenstore"])
-            .arg(target.join("xenstore.txt"))
-            .arg("--hypervisor")
-            .arg(target.join("domains.txt"))
-            .arg("--userdata-dir")
-            .arg(&target),
-    );
+    let out = explain_scenario_dir(&target);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let classes = classes_in(&out.stdout);
     for want in CLASSES {
@@ -316,16 +321,7 @@ fn demo_shows_every_half_baked_class() {
 #[test]
 fn demo_files_run_as_an_ordinary_scenario() {
     let demo: Value = serde_json::from_slice(&output(xlsync().args(["demo", "--format", "json"])).stdout).unwrap();
-    let dir = std::path::Path::new(DEMO);
-    let out = output(
-        xlsync()
-            .args(["explain", "--format", "json", "--no-lock", "--xenstore"])
-            .arg(dir.join("xenstore.txt"))
-            .arg("--hypervisor")
-            .arg(dir.join("domains.txt"))
-            .arg("--userdata-dir")
-            .arg(dir),
-    );
+    let out = explain_scenario_dir(std::path::Path::new(DEMO));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let files: Value = serde_json::from_slice(&out.stdout).unwrap();
     let strip = |v: &Value| -> Vec<(Value, Value, Value)> {

@@ -182,6 +182,19 @@ fn status_line(r: &Reconciled) -> (Class, String) {
     }
 }
 
+/// `domain 3 "mail" <middle> half-baked: 2 decisions`.
+fn heading(r: &Reconciled, middle: &str, paint: Paint) -> String {
+    let (status_class, status) = status_line(r);
+    let name = r.name().map(|n| format!(" {n:?}")).unwrap_or_default();
+    let title = paint.bold(&format!("domain {}{name}", r.inputs.domid));
+    let status = paint.class(status_class, &status);
+    if middle.is_empty() {
+        format!("{title}: {status}")
+    } else {
+        format!("{title} {middle} {status}")
+    }
+}
+
 fn note_source(n: &InputNote) -> String {
     if n.defaulted {
         format!("defaulted: {}", n.source)
@@ -273,15 +286,7 @@ pub fn explain_text(results: &[Reconciled], policy: Policy, paint: Paint) -> Str
 }
 
 fn explain_domain(out: &mut String, r: &Reconciled, policy: Policy, paint: Paint) {
-    let (status_class, status) = status_line(r);
-    let name = r.name().map(|n| format!(" {n:?}")).unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "{} {} {}",
-        paint.bold(&format!("domain {}{name}", r.inputs.domid)),
-        paint.dim(&format!("({})", policy.name())),
-        paint.class(status_class, &status)
-    );
+    let _ = writeln!(out, "{}", heading(r, &paint.dim(&format!("({})", policy.name())), paint));
     for d in r.domain_decisions() {
         let _ = writeln!(out, "  {} {}", paint.class(d.class, d.class.name()), d.reason);
     }
@@ -392,14 +397,7 @@ pub fn plan_lines(steps: &[Step], indent: &str) -> String {
 pub fn plan_text(results: &[Reconciled], paint: Paint) -> String {
     let mut out = String::new();
     for r in results {
-        let (status_class, status) = status_line(r);
-        let name = r.name().map(|n| format!(" {n:?}")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{} {}",
-            paint.bold(&format!("domain {}{name}:", r.inputs.domid)),
-            paint.class(status_class, &status)
-        );
+        let _ = writeln!(out, "{}", heading(r, "", paint));
         for d in r.outcome.decisions.iter().filter(|d| d.class.is_half_baked()) {
             let _ = writeln!(out, "  {} {}: {}", paint.class(d.class, d.class.name()), d.subject, d.reason);
         }
