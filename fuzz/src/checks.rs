@@ -141,8 +141,8 @@ pub fn xs_wire(data: &[u8]) {
 /// removes nodes and subtrees, rewrites values and permissions, and adds nodes with names and
 /// values from a vocabulary of what libxl and guests write.
 ///
-/// Laws: no panic; determinism (same inputs, same outcome); idempotence (the merged config
-/// reconciled again against the same xenstore is unchanged).
+/// Laws: no panic; determinism (same inputs, same outcome) under both policies; under no-loss,
+/// idempotence (the merged config reconciled again against the same xenstore is unchanged).
 pub fn reconcile_both(data: &[u8]) {
     let Some(case) = ReconcileCase::from_bytes(data) else { return };
     for policy in [Policy::NoLoss, Policy::Libxl417] {
@@ -151,16 +151,71 @@ pub fn reconcile_both(data: &[u8]) {
 }
 
 const NAMES: &[&str] = &[
-    "state", "frontend", "backend", "frontend-id", "backend-id", "online", "params", "mac", "bridge", "dev",
-    "type", "mode", "hotplug-status", "handle", "script", "device", "vbd", "vif", "51712", "0", "1", "name",
-    "uuid", "vm", "removable", "port", "num-ports", "usb-ver", "vdev", "device-type", "physical-device", "mtu",
+    "state",
+    "frontend",
+    "backend",
+    "frontend-id",
+    "backend-id",
+    "online",
+    "params",
+    "mac",
+    "bridge",
+    "dev",
+    "type",
+    "mode",
+    "hotplug-status",
+    "handle",
+    "script",
+    "device",
+    "vbd",
+    "vif",
+    "51712",
+    "0",
+    "1",
+    "name",
+    "uuid",
+    "vm",
+    "removable",
+    "port",
+    "num-ports",
+    "usb-ver",
+    "vdev",
+    "device-type",
+    "physical-device",
+    "mtu",
 ];
 
 const VALUES: &[&[u8]] = &[
-    b"", b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"-1", b"4294967296", b"99999999999999999999", b"connected",
-    b"/local/domain/0/backend/vbd/1/51712", b"/local/domain/1/device/vbd/51712", b"/local/domain/7/device/vif/0",
-    b"00:16:3e:00:00:01", b"xenbr0", b"phy", b"w", b"r", b"xvda", b"hda", b"cdrom", b"disk", b"\xff\xfe", b"a\0b",
-    b"aio:/tmp/x", b"vif-bridge", b"00000000-0000-0000-0000-000000000001", b"guest1",
+    b"",
+    b"0",
+    b"1",
+    b"2",
+    b"3",
+    b"4",
+    b"5",
+    b"6",
+    b"-1",
+    b"4294967296",
+    b"99999999999999999999",
+    b"connected",
+    b"/local/domain/0/backend/vbd/1/51712",
+    b"/local/domain/1/device/vbd/51712",
+    b"/local/domain/7/device/vif/0",
+    b"00:16:3e:00:00:01",
+    b"xenbr0",
+    b"phy",
+    b"w",
+    b"r",
+    b"xvda",
+    b"hda",
+    b"cdrom",
+    b"disk",
+    b"\xff\xfe",
+    b"a\0b",
+    b"aio:/tmp/x",
+    b"vif-bridge",
+    b"00000000-0000-0000-0000-000000000001",
+    b"guest1",
 ];
 
 struct ReconcileCase {
@@ -200,6 +255,11 @@ impl ReconcileCase {
         let first = self.run(&self.json, &self.tree, policy);
         let second = self.run(&self.json.clone(), &self.tree.clone(), policy);
         assert!(first == second, "{}: reconcile is not deterministic", policy.name());
+        // Idempotence is law 3 of the no-loss policy. libxl 4.17's retrieve is reproduced as
+        // it is, and it is not idempotent (e.g. target_memkb moves on a second pass).
+        if policy != Policy::NoLoss {
+            return;
+        }
         let Ok(merged) = &first.config else { return };
         let again = self.run(&JsonReplica::Present(merged.clone()), &self.tree, policy);
         let again = again.config.unwrap_or_else(|e| {
