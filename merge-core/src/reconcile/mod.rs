@@ -90,9 +90,14 @@ impl Outcome {
         self.decisions.iter().any(|d| d.class.is_half_baked())
     }
 
-    /// The lines xl would print on stderr.
+    /// The lines xl would print on stderr. A message with an embedded newline (libxl's vtpm
+    /// uuid and memory errors end their format string in `\n`) prints as several lines.
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.logs.iter().filter(|l| l.printed_by_xl()).map(|l| l.to_string()).collect()
+        self.logs
+            .iter()
+            .filter(|l| l.printed_by_xl())
+            .flat_map(|l| l.to_string().split('\n').map(str::to_string).collect::<Vec<_>>())
+            .collect()
     }
 }
 

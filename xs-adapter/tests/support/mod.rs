@@ -7,10 +7,10 @@
 //! test failure with the fix in the message, never a skip.
 #![allow(dead_code)]
 
-pub mod oracle;
-pub mod qmp;
 pub mod live_host;
+pub mod oracle;
 pub mod oxenstored;
+pub mod qmp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
