@@ -231,17 +231,51 @@ impl UserdataDir {
     /// The bytes of the domain's `libxl-json` file, `None` if there is none, read under the
     /// userdata lock unless `locking` is [`Locking::None`].
     pub fn read_json(&self, domid: u32, uuid: &str, locking: Locking) -> Result<Option<Vec<u8>>, UserdataError> {
+        match self.read_json_if_alive(domid, uuid, locking, &mut || true)? {
+            JsonRead::Bytes(bytes) => Ok(Some(bytes)),
+            JsonRead::Absent | JsonRead::DomainGone => Ok(None),
+        }
+    }
+
+    /// [`UserdataDir::read_json`] with libxl's post-lock check (`libxl__lock_domain_userdata`):
+    /// once the lock is held, `alive` says whether the domain still exists. A domain destroyed
+    /// while we waited leaves a lock that guards nothing, so nothing is read
+    /// ([`JsonRead::DomainGone`]). Without locking, `alive` is not asked.
+    pub fn read_json_if_alive(
+        &self,
+        domid: u32,
+        uuid: &str,
+        locking: Locking,
+        alive: &mut dyn FnMut() -> bool,
+    ) -> Result<JsonRead, UserdataError> {
         let _lock = match locking {
-            Locking::Lock(options) => Some(UserdataLock::acquire(&self.lock_path(domid, uuid), &options)?),
+            Locking::Lock(options) => {
+                let lock = UserdataLock::acquire(&self.lock_path(domid, uuid), &options)?;
+                if !alive() {
+                    return Ok(JsonRead::DomainGone);
+                }
+                Some(lock)
+            }
             Locking::None => None,
         };
         let path = self.json_path(domid, uuid);
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(bytes) => Ok(JsonRead::Bytes(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(JsonRead::Absent),
             Err(source) => Err(UserdataError::Read { path, source }),
         }
     }
+}
+
+/// What [`UserdataDir::read_json_if_alive`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonRead {
+    Bytes(Vec<u8>),
+    /// No `libxl-json` file.
+    Absent,
+    /// The domain was gone once the lock was held: libxl fails the retrieve here
+    /// (`ERROR_LOCK_FAIL`), and `xl list -l` skips the domain.
+    DomainGone,
 }
 
 #[cfg(test)]
@@ -250,6 +284,30 @@ mod tests {
     use std::sync::mpsc;
 
     const UUID: &str = "3a9f1c2e-5b7d-4e8f-9a01-23456789abcd";
+
+    #[test]
+    fn a_domain_gone_under_the_lock_is_not_read() {
+        let tmp = std::env::temp_dir().join(format!("xlsync-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let dir = UserdataDir::new(&tmp);
+        std::fs::write(dir.json_path(4, UUID), b"{}").unwrap();
+        let lock = Locking::Lock(LockOptions::default());
+        let mut asked = 0;
+        let gone = dir.read_json_if_alive(4, UUID, lock, &mut || {
+            asked += 1;
+            false
+        });
+        assert_eq!(gone.unwrap(), JsonRead::DomainGone);
+        assert_eq!(asked, 1);
+        assert!(!dir.lock_path(4, UUID).exists(), "the lock is released");
+        assert_eq!(dir.read_json_if_alive(4, UUID, lock, &mut || true).unwrap(), JsonRead::Bytes(b"{}".to_vec()));
+        // Without the lock there is no post-lock check to make.
+        assert_eq!(
+            dir.read_json_if_alive(4, UUID, Locking::None, &mut || panic!("asked")).unwrap(),
+            JsonRead::Bytes(b"{}".to_vec())
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn names_follow_libxl() {

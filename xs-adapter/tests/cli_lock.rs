@@ -131,3 +131,44 @@ fn a_lock_held_too_long_is_a_clear_error_naming_the_lock_file() {
     assert_eq!(out.stdout, std::fs::read(spike.dir.join("out/xl-list-l.json")).unwrap());
     libxl.unlock(held);
 }
+
+/// libxl's post-lock check (`libxl__lock_domain_userdata`): once the lock is held, the domain
+/// must still exist. A domain destroyed while xlsync waited is not read: named, it is an error;
+/// under `--all` it is left out, as `xl list -l` leaves it out. Against the real xenstored.
+#[test]
+fn a_domain_destroyed_while_waiting_for_the_lock_is_not_read() {
+    let spike = ScenarioDir::spike("a-agree");
+    for all in [false, true] {
+        let host = cli_common::LiveHost::start(&spike.scenario, spike.scenario.scheduler());
+        let uuid = &spike.scenario.host.domain(1).unwrap().uuid;
+        let lock_path = host.libdir.join(lock_file_name(1, uuid));
+        let held = File::options().read(true).write(true).create(true).truncate(false).open(&lock_path).unwrap();
+        held.lock().unwrap();
+        let select: &[&str] = if all { &["--all"] } else { &["1"] };
+        let mut args = vec!["retrieve", "--policy", "libxl-4.17", "--lock-timeout", "120", "--hypervisor"];
+        let domains_txt = spike.dir.join("domains.txt");
+        args.push(domains_txt.to_str().unwrap());
+        args.extend_from_slice(select);
+        let mut child = host.xlsync(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_until_waiting(&mut child, &lock_path);
+        // libxl destroys the domain while xlsync waits: its xenstore home goes, then the lock.
+        let status = host.xs.tool("xenstore-rm", &["/local/domain/1"]).status;
+        assert!(status.success(), "xenstore-rm failed");
+        std::fs::remove_file(&lock_path).unwrap();
+        drop(held);
+        let out = child.wait_with_output().unwrap();
+        if all {
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            assert!(
+                !text(&out.stdout).contains("\"domid\": 1,"),
+                "the destroyed domain was listed:\n{}",
+                text(&out.stdout)
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+            assert!(out.stdout.is_empty());
+            assert!(text(&out.stderr).contains("domain 1 was destroyed while xlsync read it"), "{}", text(&out.stderr));
+        }
+        host.xs.stop();
+    }
+}

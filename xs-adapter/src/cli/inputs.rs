@@ -8,7 +8,7 @@ use super::args::{Selection, Sources};
 use super::error::{io_reason, CliError};
 use crate::dump::{self, ReadOptions};
 use crate::live::{self, Client, Endpoint, Scope, SnapshotOptions};
-use crate::userdata::{LockOptions, Locking, UserdataDir, UserdataError, DEFAULT_DIR};
+use crate::userdata::{JsonRead, LockOptions, Locking, UserdataDir, UserdataError, DEFAULT_DIR};
 use merge_core::config::{self, ConfigError, Document, DomainConfig};
 use merge_core::hypervisor::{GuestType, HostInfo, HypervisorDomain, Scheduler};
 use merge_core::reconcile::{JsonReplica, Policy};
@@ -56,6 +56,9 @@ pub struct LoadedHost {
     pub policy: Policy,
     pub host: HostInfo,
     pub domains: Vec<DomainInputs>,
+    /// Domains of `--all` found destroyed once their userdata lock was held: not listed, as
+    /// `xl list -l` does.
+    pub vanished: Vec<u32>,
 }
 
 /// The text and provenance of a `domains.txt`.
@@ -208,6 +211,8 @@ impl OpenedSources {
         }
         let policy = self.policy;
         // The trees, per domain.
+        // The live client stays open for libxl's post-lock check that each domain still exists.
+        let mut live_client: Option<Box<Client>> = None;
         let (domids, trees): (Vec<u32>, Vec<Tree>) = match self.snapshot {
             Snapshot::Tree { tree, origin } => {
                 let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
@@ -226,6 +231,7 @@ impl OpenedSources {
                     let origin = client.endpoint().to_string();
                     let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
                     let trees = domids.iter().map(|_| tree.clone()).collect();
+                    live_client = Some(client);
                     (domids, trees)
                 } else {
                     let mut trees = Vec::new();
@@ -235,6 +241,7 @@ impl OpenedSources {
                     for (&d, tree) in select.domids.iter().zip(&trees) {
                         check_exists(d, tree, host_file.as_ref(), &client.endpoint().to_string())?;
                     }
+                    live_client = Some(client);
                     (select.domids.clone(), trees)
                 }
             }
@@ -254,6 +261,7 @@ impl OpenedSources {
             ),
         };
         let mut domains = Vec::with_capacity(domids.len());
+        let mut vanished = Vec::new();
         for (domid, tree) in domids.into_iter().zip(trees) {
             let mut notes = Vec::new();
             let json_config_hint = match &self.json {
@@ -311,8 +319,36 @@ impl OpenedSources {
                 }
                 JsonSource::Dir { dir, locking } => {
                     let path = dir.json_path(domid, &uuid);
-                    match dir.read_json(domid, &uuid, *locking).map_err(userdata_error)? {
-                        Some(bytes) => {
+                    // libxl checks, lock held, that the domain is still there; on a live host
+                    // its xenstore home is what we can ask.
+                    let mut probe_error = None;
+                    let mut alive = || match live_client.as_mut() {
+                        Some(client) => match client.directory(&format!("/local/domain/{domid}")) {
+                            Ok(found) => found.is_some(),
+                            Err(e) => {
+                                probe_error = Some(e);
+                                true
+                            }
+                        },
+                        None => true,
+                    };
+                    let read = dir.read_json_if_alive(domid, &uuid, *locking, &mut alive).map_err(userdata_error)?;
+                    if let Some(e) = probe_error {
+                        return Err(live_error(e));
+                    }
+                    match read {
+                        JsonRead::DomainGone if select.domids.is_empty() => {
+                            // As `xl list -l`: a domain destroyed meanwhile is not listed.
+                            vanished.push(domid);
+                            continue;
+                        }
+                        JsonRead::DomainGone => {
+                            return Err(CliError::new(
+                                format!("domain {domid} was destroyed while xlsync read it (checked under libxl's userdata lock)"),
+                                "nothing to retrieve: the domain no longer exists",
+                            ))
+                        }
+                        JsonRead::Bytes(bytes) => {
                             let how = match locking {
                                 Locking::Lock(_) => "read under libxl's userdata lock",
                                 Locking::None => "read without the userdata lock (--no-lock)",
@@ -320,7 +356,7 @@ impl OpenedSources {
                             notes.push(InputNote::from("userdata", path.display().to_string(), how));
                             parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()))
                         }
-                        None => {
+                        JsonRead::Absent => {
                             notes.push(InputNote::from("userdata", "(none)", format!("no file {}", path.display())));
                             JsonReplica::Missing
                         }
@@ -344,7 +380,7 @@ impl OpenedSources {
             };
             domains.push(DomainInputs { domid, tree, json, notes });
         }
-        Ok(LoadedHost { policy, host, domains })
+        Ok(LoadedHost { policy, host, domains, vanished })
     }
 }
 

@@ -60,7 +60,7 @@ impl Reconciled {
 
 /// Reconciles every loaded domain, in the order given.
 pub fn reconcile_all(loaded: LoadedHost) -> Vec<Reconciled> {
-    let LoadedHost { policy, host, domains } = loaded;
+    let LoadedHost { policy, host, domains, .. } = loaded;
     domains
         .into_iter()
         .map(|inputs| {
