@@ -1,6 +1,9 @@
 //! The whole command against the real thing: `xlsync retrieve --all --live --policy libxl-4.17`
-//! versus the real `xl list -l` (every domain), whole processes, on the same daemon and the same
-//! userdata directory, in one run (`cargo bench -p xs-adapter --bench cli_live_vs_xl`).
+//! (issue 9) and `xlsync retrieve --all --xenstore <the real xenstore-ls -fp of the daemon>`
+//! (issue 4: reconcile every domain from a snapshot) versus the real `xl list -l` (every
+//! domain), whole processes, on the same daemon and the same userdata directory, in one run
+//! (`cargo bench -p xs-adapter --bench cli_live_vs_xl`). `XLSYNC_BENCH_KEEP=<dir>` keeps the
+//! host's dump, domains.txt and userdata there for profiling.
 //!
 //! The host is `merge_core::testkit::big_host` with `XLSYNC_BENCH_DOMAINS` guests (default
 //! 1,000, about 130,000 nodes), loaded into a private C xenstored; qemu-xen HVM guests get a fake
@@ -122,6 +125,25 @@ fn main() {
         ms(load.elapsed())
     );
 
+    // Issue 4's comparison reconciles from a snapshot: the real `xenstore-ls -fp` of the same
+    // daemon, taken once here, read by xlsync as a file.
+    let dump_file = xs.dir().join("host.fp");
+    let dump = xs.tool("xenstore-ls", &["-fp"]);
+    assert!(dump.status.success(), "xenstore-ls -fp failed: {}", String::from_utf8_lossy(&dump.stderr));
+    std::fs::write(&dump_file, &dump.stdout).unwrap();
+    if let Ok(keep) = std::env::var("XLSYNC_BENCH_KEEP") {
+        // For profiling xlsync on this host without reloading a daemon.
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep.join("varlibxen")).unwrap();
+        std::fs::copy(&dump_file, keep.join("host.fp")).unwrap();
+        std::fs::copy(&xlsync_file, keep.join("domains.txt")).unwrap();
+        for e in std::fs::read_dir(&libdir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), keep.join("varlibxen").join(e.file_name())).unwrap();
+        }
+        println!("kept the host's dump, domains.txt and userdata under {}", keep.display());
+    }
+
     let xl = || {
         let mut c = xs.command(Path::new(support::XENBIN).join("xl"));
         c.args(["list", "-l"])
@@ -151,10 +173,24 @@ fn main() {
         c
     };
 
-    let (mut xl_costs, mut xlsync_costs) = (Vec::new(), Vec::new());
+    let xlsync_snapshot = || {
+        let mut c = xs.command(env!("CARGO_BIN_EXE_xlsync"));
+        c.args(["retrieve", "--all", "--policy", "libxl-4.17", "--scheduler", scheduler.as_str(), "--xenstore"])
+            .arg(&dump_file)
+            .arg("--hypervisor")
+            .arg(&xlsync_file)
+            .arg("--userdata-dir")
+            .arg(&libdir);
+        c
+    };
+
+    let (mut xl_costs, mut xlsync_costs, mut snapshot_costs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let (c_xl, out_xl) = timed(&mut xl(), xs.pid());
         let (c_us, out_us) = timed(&mut xlsync(), xs.pid());
+        let (c_snap, out_snap) = timed(&mut xlsync_snapshot(), xs.pid());
+        assert!(out_snap.status.success(), "xlsync (snapshot) failed: {}", String::from_utf8_lossy(&out_snap.stderr));
+        assert!(out_snap.stdout == out_xl.stdout, "xlsync's output from the snapshot differs from xl list -l");
         assert!(out_xl.status.success(), "xl failed: {}", String::from_utf8_lossy(&out_xl.stderr));
         assert!(out_us.status.success(), "xlsync failed: {}", String::from_utf8_lossy(&out_us.stderr));
         if round == 0 {
@@ -175,8 +211,10 @@ fn main() {
             |c: Cost| format!("wall {}, own cpu {}, xenstored cpu {}", ms(c.wall), ms(c.own_cpu), ms(c.daemon_cpu));
         println!("round {}: xl list -l: {}", round + 1, show(c_xl));
         println!("round {}: xlsync:     {}", round + 1, show(c_us));
+        println!("round {}: xlsync from the -fp snapshot: {}", round + 1, show(c_snap));
         xl_costs.push(c_xl);
         xlsync_costs.push(c_us);
+        snapshot_costs.push(c_snap);
     }
     let summary = |name: &str, costs: &[Cost]| {
         let wall = median(costs.iter().map(|c| c.wall).collect());
@@ -194,7 +232,14 @@ fn main() {
     };
     let (xl_best, xl_med, xl_cpu) = summary(&format!("xl list -l (all {domains} domains)"), &xl_costs);
     let (us_best, us_med, us_cpu) = summary("xlsync retrieve --all --live --policy libxl-4.17", &xlsync_costs);
+    let (snap_best, snap_med, _) =
+        summary("xlsync retrieve --all --xenstore <-fp snapshot> --policy libxl-4.17", &snapshot_costs);
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    println!(
+        "issue 4: ratio xl list -l / xlsync from the snapshot: wall best {:.2}x, wall median {:.2}x (target: at least 50x)",
+        ratio(xl_best, snap_best),
+        ratio(xl_med, snap_med)
+    );
     println!(
         "ratio xl / xlsync (above 1: xlsync is faster): wall best {:.2}x, wall median {:.2}x, cpu (own + xenstored) {:.2}x",
         ratio(xl_best, us_best),

@@ -77,6 +77,22 @@ fn retrieve_equals_xl_list_on_every_spike_scenario() {
             host.domains_txt.to_str().unwrap(),
         ]));
         assert_same(name, "live", &live, &want);
+
+        // 4. Live, every domain: `--all` fetches only the nodes libxl reads
+        // (`Scope::Libxl417`); stdout equals `xl list -l` of every domain.
+        let all = output(&mut host.xlsync(&[
+            "retrieve",
+            "--all",
+            "--policy",
+            "libxl-4.17",
+            "--scheduler",
+            sched,
+            "--hypervisor",
+            host.domains_txt.to_str().unwrap(),
+        ]));
+        let xl_all = host.xl_list(&[]);
+        assert_eq!(all.status.code(), Some(0), "{name}: {}", text(&all.stderr));
+        assert_eq!(text(&all.stdout), text(&xl_all.stdout), "{name}: --all --live differs from xl list -l");
         // libxl's protocol: the lock file is gone once released.
         let leftovers: Vec<_> = std::fs::read_dir(&host.libdir)
             .unwrap()

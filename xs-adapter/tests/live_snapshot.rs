@@ -153,6 +153,24 @@ fn host_and_domain_scopes_are_the_right_slices_of_the_store() {
     assert_eq!(one.tree.text("/local/domain/7/backend/vif/3/1/state"), Some("4"));
     assert!(one.tree.get_str("/local/domain/0/backend/vbd/4/51712/state").is_none());
 
+    // What libxl 4.17 reads: /libxl, each home's name, memory, cpu, domid and vm, dom0's pci
+    // backends; nothing else (no frontend, no vbd backend, no /vm).
+    let libxl = client.snapshot(&options(Scope::Libxl417, Consistency::Watch)).unwrap();
+    let libxl_reads = |p: &str| {
+        let c: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
+        match c.as_slice() {
+            ["libxl", ..] | ["local", "domain", "0", "backend", "pci", ..] => true,
+            ["local", "domain", d] => d.parse::<u32>().is_ok(),
+            ["local", "domain", _, part, ..] => ["name", "memory", "cpu", "domid", "vm"].contains(part),
+            _ => false,
+        }
+    };
+    let expected: Tree =
+        all.iter().filter(|(p, _)| libxl_reads(p.as_str())).map(|(p, n)| (p.clone(), n.clone())).collect();
+    assert_eq!(libxl.tree, expected);
+    assert!(libxl.tree.get_str("/local/domain/0/backend/vbd/4/51712/state").is_none());
+    assert!(libxl.tree.len() * 2 < host.tree.len(), "{} of {} nodes", libxl.tree.len(), host.tree.len());
+
     // The per-domain transaction mode reads the same.
     let tx = client.snapshot(&options(Scope::Host, Consistency::Transaction)).unwrap();
     assert_eq!(tx.tree, host.tree);

@@ -43,26 +43,30 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
             indent(out, depth);
             out.push(']');
         }
-        Value::Object(map) => {
-            out.push_str("{\n");
-            if map.is_empty() {
-                out.push('\n');
-            }
-            let n = map.len();
-            for (i, (k, v)) in map.iter().enumerate() {
-                indent(out, depth + 1);
-                write_string(out, k);
-                out.push_str(": ");
-                write_value(out, v, depth + 1);
-                if i + 1 < n {
-                    out.push(',');
-                }
-                out.push('\n');
-            }
-            indent(out, depth);
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map, depth),
     }
+}
+
+/// An object nested `depth` levels deep (its first line is not indented: it follows a key),
+/// so a caller can print a document around it without building it as one [`Value`].
+pub fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, depth: usize) {
+    out.push_str("{\n");
+    if map.is_empty() {
+        out.push('\n');
+    }
+    let n = map.len();
+    for (i, (k, v)) in map.iter().enumerate() {
+        indent(out, depth + 1);
+        write_string(out, k);
+        out.push_str(": ");
+        write_value(out, v, depth + 1);
+        if i + 1 < n {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    indent(out, depth);
+    out.push('}');
 }
 
 /// yajl's string escaping (`yajl_string_encode`).

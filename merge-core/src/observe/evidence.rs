@@ -129,9 +129,9 @@ fn read_backend(xs: &XsView<'_>, path: &str, domid: u32, kind: &str, guest: u32,
     }
 }
 
-/// Domains that have a `/local/domain/<B>/backend` directory.
-fn backend_domains(xs: &XsView<'_>) -> Vec<u32> {
-    xs.directory("/local/domain").iter().filter_map(|d| d.parse::<u32>().ok()).collect()
+/// Domains that have a `/local/domain/<B>/backend` directory (computed once per snapshot).
+fn backend_domains<'t>(xs: &XsView<'t>) -> &'t [u32] {
+    &xs.tree.host_shape().backend_domains
 }
 
 /// Finds the backend of `guest`'s device `devid` of `rule`'s kind: first where libxl's record
@@ -145,7 +145,7 @@ fn find_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, devid: i64, pointe
             }
         }
     }
-    for b in backend_domains(xs) {
+    for &b in backend_domains(xs) {
         for kind in rule.backend_kinds {
             let p = format!("/local/domain/{b}/backend/{kind}/{guest}/{devid}");
             if xs.exists(&p) {
@@ -171,7 +171,7 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     };
     numeric(xs.directory(&record_dir));
     numeric(xs.directory(&front_dir));
-    for b in backend_domains(xs) {
+    for &b in backend_domains(xs) {
         for kind in rule.backend_kinds {
             numeric(xs.directory(&format!("/local/domain/{b}/backend/{kind}/{guest}")));
         }
@@ -246,9 +246,7 @@ pub fn stubdom_of(xs: &XsView<'_>, guest: u32) -> Option<u32> {
     if let Some(s) = xs.value(&format!("/local/domain/{guest}/image/device-model-domid")).and_then(|v| v.parse().ok()) {
         return Some(s);
     }
-    backend_domains(xs).into_iter().find(|s| {
-        *s != guest && xs.value(&format!("/local/domain/{s}/target")).and_then(|v| v.parse::<u32>().ok()) == Some(guest)
-    })
+    xs.tree.host_shape().targets.iter().find(|(s, target)| *s != guest && *target == guest).map(|(s, _)| *s)
 }
 
 /// Every PCI function assigned to `guest`: its own pci backends, then its stub domain's.
@@ -259,7 +257,7 @@ pub fn pci_evidence(xs: &XsView<'_>, guest: u32) -> Vec<PciEvidence> {
         targets.push((s, Some(s)));
     }
     for (target, via) in targets {
-        for b in backend_domains(xs) {
+        for &b in backend_domains(xs) {
             let dir = format!("/local/domain/{b}/backend/pci/{target}");
             for devid in xs.directory(&dir) {
                 let path = format!("{dir}/{devid}");

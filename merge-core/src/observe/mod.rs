@@ -4,5 +4,6 @@
 //! [`evidence`] gathers the wider lifecycle evidence the no-loss policy classifies.
 
 pub mod evidence;
+pub mod host;
 pub mod libxl_list;
 pub mod xs;

@@ -68,6 +68,27 @@ impl Run<'_> {
     }
 }
 
+/// The children of `/local/domain/<D>` that libxl 4.17's retrieve reads for domain D
+/// (`domid` only of dom0, for PCI).
+pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
+
+/// Whether libxl 4.17's retrieve (this policy) can read the node at `path`, for any domain:
+/// all of `/libxl`, the [`HOME_PARTS_READ`] of every `/local/domain/<D>`, dom0's pci backends
+/// (where libxl reads PCI devices from) and `/local/domain/0/domid`. A snapshot holding only
+/// these nodes gives the same outcome as the whole store (a law in
+/// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
+pub fn reads(path: &str) -> bool {
+    let mut c = path.split('/').filter(|s| !s.is_empty());
+    let is_domid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match (c.next(), c.next(), c.next(), c.next(), c.next(), c.next()) {
+        (Some("libxl"), _, _, _, _, _) => true,
+        (Some("local"), Some("domain"), Some("0"), Some("backend"), Some("pci"), _) => true,
+        (Some("local"), Some("domain"), Some(d), None, _, _) => is_domid(d),
+        (Some("local"), Some("domain"), Some(d), Some(part), _, _) => is_domid(d) && HOME_PARTS_READ.contains(&part),
+        _ => false,
+    }
+}
+
 pub fn retrieve(inputs: Inputs<'_>) -> Outcome {
     let mut run = Run { inputs, xs: XsView::new(inputs.tree), logs: Vec::new(), decisions: Vec::new() };
     let config = match run_steps(&mut run) {

@@ -6,7 +6,7 @@
 //! - [`Policy::NoLoss`] (the default) never loses a device that exists at runtime, classifies
 //!   every half-baked state, trusts nothing a guest could have written, and plans the repair.
 
-mod libxl417;
+pub mod libxl417;
 mod noloss;
 
 use crate::config::DomainConfig;
@@ -112,19 +112,62 @@ pub fn reconcile(inputs: Inputs<'_>, policy: Policy) -> Outcome {
 /// `xl list -l`'s output for the given outcomes: the array of `{"domid", "config"}` for every
 /// domain whose retrieve succeeded, in the given order, printed in libxl's layout, followed by
 /// the extra newline xl adds.
-pub fn xl_list_json(outcomes: &[Outcome]) -> String {
-    let items: Vec<serde_json::Value> = outcomes
-        .iter()
-        .filter_map(|o| o.config.as_ref().ok().map(|c| (o.domid, c)))
-        .map(|(domid, c)| {
-            let mut m = serde_json::Map::new();
-            m.insert("domid".into(), domid.into());
-            m.insert("config".into(), serde_json::Value::Object(c.as_object().clone()));
-            serde_json::Value::Object(m)
-        })
-        .collect();
-    // xl prints yajl's buffer (which ends in a newline) with `printf("%s\n")`.
-    let mut out = crate::config::print::to_libxl_string(&serde_json::Value::Array(items));
-    out.push('\n');
+pub fn xl_list_json<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
+    // The layout of `[{"domid": N, "config": {...}}, ...]` as yajl prints it, written around
+    // each config in place: a host's configs are not copied into one document first.
+    let listed: Vec<(u32, &DomainConfig)> =
+        outcomes.into_iter().filter_map(|o| o.config.as_ref().ok().map(|c| (o.domid, c))).collect();
+    let mut out = String::with_capacity(4096 * listed.len().max(1));
+    out.push_str("[\n");
+    if listed.is_empty() {
+        out.push('\n');
+    }
+    for (i, (domid, config)) in listed.iter().enumerate() {
+        out.push_str("    {\n        \"domid\": ");
+        out.push_str(&domid.to_string());
+        out.push_str(",\n        \"config\": ");
+        crate::config::print::write_object(&mut out, config.as_object(), 2);
+        out.push_str("\n    }");
+        if i + 1 < listed.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    // yajl's buffer ends in a newline, and xl prints it with `printf("%s\n")`.
+    out.push_str("]\n\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(domid: u32, config: Option<serde_json::Value>) -> Outcome {
+        Outcome {
+            domid,
+            policy: Policy::Libxl417,
+            config: match config {
+                Some(v) => Ok(DomainConfig::from_object(v.as_object().unwrap().clone())),
+                None => Err(RetrieveError::NoSuchDomain(domid)),
+            },
+            decisions: Vec::new(),
+            logs: Vec::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    /// The list printed around each config in place is the list printed as one document.
+    #[test]
+    fn xl_list_json_is_the_whole_document_in_libxl_layout() {
+        let a = serde_json::json!({"c_info": {"name": "a\n\"b", "type": "pv"}, "disks": [], "b_info": {"avail_vcpus": [0, 1]}});
+        let b = serde_json::json!({});
+        for outcomes in [vec![], vec![outcome(3, None)], vec![outcome(1, Some(a.clone()))], vec![outcome(1, Some(a)), outcome(2, None), outcome(7, Some(b))]] {
+            let items: Vec<serde_json::Value> = outcomes
+                .iter()
+                .filter_map(|o| o.config.as_ref().ok().map(|c| serde_json::json!({"domid": o.domid, "config": c.as_object()})))
+                .collect();
+            let whole = crate::config::print::to_libxl_string(&serde_json::Value::Array(items)) + "\n";
+            assert_eq!(xl_list_json(&outcomes), whole);
+        }
+    }
 }

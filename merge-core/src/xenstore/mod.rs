@@ -13,7 +13,7 @@ pub use path::{Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
 use imbl::OrdMap;
 use std::fmt;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What one domain may do with a node (`n`, `r`, `w`, `b` in xenstore's notation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,10 +194,22 @@ impl Change {
 }
 
 /// An immutable, cheaply clonable xenstore snapshot.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Tree {
     nodes: OrdMap<Path, Node>,
+    /// Host-wide facts derived from the nodes on first use ([`crate::observe::host::HostShape`]),
+    /// shared by clones so that reconciling each of a thousand domains against one snapshot
+    /// does not rescan every domain each time. Every mutation starts an empty one.
+    shape: Arc<OnceLock<crate::observe::host::HostShape>>,
 }
+
+impl PartialEq for Tree {
+    fn eq(&self, other: &Tree) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl Eq for Tree {}
 
 impl Tree {
     pub fn new() -> Tree {
@@ -215,12 +227,29 @@ impl Tree {
     /// Returns a tree with `path` set to `node` (replacing any node there). Ancestors are not
     /// created: see [`Tree::with_parents`].
     pub fn insert(&mut self, path: Path, node: Node) -> Option<Node> {
+        self.forget_shape();
         self.nodes.insert(path, node)
+    }
+
+    /// Drops derived facts before a mutation (a clone sharing them keeps its own).
+    fn forget_shape(&mut self) {
+        match Arc::get_mut(&mut self.shape) {
+            Some(cell) => {
+                cell.take();
+            }
+            None => self.shape = Arc::default(),
+        }
+    }
+
+    /// The derived host facts, computed once per unmutated tree and its clones.
+    pub(crate) fn host_shape(&self) -> &crate::observe::host::HostShape {
+        self.shape.get_or_init(|| crate::observe::host::HostShape::of(self))
     }
 
     /// Sets `path` and creates every missing ancestor with an empty value and the given
     /// permissions, as `xenstore-write` does.
     pub fn insert_with_parents(&mut self, path: Path, node: Node, parent_perms: Option<Perms>) {
+        self.forget_shape();
         let mut p = path.parent();
         while let Some(ancestor) = p {
             if ancestor.is_root() || self.nodes.contains_key(&ancestor) {
@@ -264,6 +293,7 @@ impl Tree {
 
     /// Removes `path` and everything below it.
     pub fn remove_subtree(&mut self, path: &Path) -> usize {
+        self.forget_shape();
         let doomed: Vec<Path> = self.subtree(path).map(|(p, _)| p.clone()).collect();
         for p in &doomed {
             self.nodes.remove(p);
@@ -272,6 +302,7 @@ impl Tree {
     }
 
     pub fn remove(&mut self, path: &Path) -> Option<Node> {
+        self.forget_shape();
         self.nodes.remove(path)
     }
 
@@ -371,7 +402,7 @@ impl fmt::Debug for Tree {
 
 impl FromIterator<(Path, Node)> for Tree {
     fn from_iter<I: IntoIterator<Item = (Path, Node)>>(iter: I) -> Tree {
-        Tree { nodes: iter.into_iter().collect() }
+        Tree { nodes: iter.into_iter().collect(), shape: Arc::default() }
     }
 }
 

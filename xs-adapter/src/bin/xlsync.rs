@@ -4,6 +4,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A bug must still end as one line and status 2, never a stack trace.
     std::panic::set_hook(Box::new(|info| {

@@ -227,7 +227,9 @@ impl OpenedSources {
                     client.snapshot(&options).map(|s| s.tree).map_err(live_error)
                 };
                 if select.domids.is_empty() {
-                    let tree = snap(&mut client, Scope::Host)?;
+                    // libxl 4.17 reads a fraction of the store: fetch only that.
+                    let scope = if policy == Policy::Libxl417 { Scope::Libxl417 } else { Scope::Host };
+                    let tree = snap(&mut client, scope)?;
                     let origin = client.endpoint().to_string();
                     let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
                     let trees = domids.iter().map(|_| tree.clone()).collect();

@@ -186,8 +186,7 @@ fn retrieve(results: &[Reconciled], policy: Policy, bare: bool) -> Printed {
     let stdout = if bare {
         results.iter().filter_map(|r| r.outcome.config.as_ref().ok()).map(|c| c.to_libxl_json()).collect()
     } else {
-        let outcomes: Vec<_> = results.iter().map(|r| r.outcome.clone()).collect();
-        xl_list_json(&outcomes)
+        xl_list_json(results.iter().map(|r| &r.outcome))
     };
     Printed { stdout, stderr, status: EXIT_OK }
 }

@@ -87,6 +87,12 @@ pub enum Scope {
     Domain(u32),
     /// Everything at and below a path (`/` for the whole store).
     Subtree(Path),
+    /// What libxl 4.17's retrieve reads for every domain
+    /// ([`merge_core::reconcile::libxl417::reads`]: `/libxl`, each home's name, memory and
+    /// vcpus, dom0's pci backends), plus each home's `vm` (the uuid, when no hypervisor input
+    /// gives it). Enough for `--policy libxl-4.17`, and a fraction of [`Scope::Host`]: no
+    /// frontends, no backends but PCI, no `/vm`.
+    Libxl417,
 }
 
 /// How a snapshot is made consistent.
@@ -212,6 +218,10 @@ impl Rules {
                 ["libxl", ..] | ["vm", ..] => true,
                 _ => false,
             },
+            Scope::Libxl417 => {
+                merge_core::reconcile::libxl417::reads(path)
+                    || matches!(c.as_slice(), ["local", "domain", d, "vm"] if is_domid(d))
+            }
             Scope::Domain(domid) => {
                 let me = domid.to_string();
                 match c.as_slice() {
@@ -237,6 +247,9 @@ impl Rules {
         match &self.scope {
             Scope::Subtree(root) => Path::new(path).is_ok_and(|p| root.starts_with(&p)),
             Scope::Host => matches!(c.as_slice(), [] | ["local"] | ["local", "domain"]),
+            Scope::Libxl417 => {
+                matches!(c.as_slice(), [] | ["local"] | ["local", "domain"] | ["local", "domain", "0", "backend"])
+            }
             Scope::Domain(_) => matches!(
                 c.as_slice(),
                 [] | ["local"]
@@ -255,6 +268,7 @@ impl Rules {
         match &self.scope {
             Scope::Subtree(root) => vec![root.to_string()],
             Scope::Host => vec!["/local/domain".into(), "/libxl".into(), "/vm".into()],
+            Scope::Libxl417 => vec!["/local/domain".into(), "/libxl".into()],
             Scope::Domain(d) => {
                 let mut v = vec!["/local/domain".into(), format!("/libxl/{d}")];
                 if let Some(uuid) = &self.vm_uuid {
@@ -271,6 +285,7 @@ impl Rules {
         match &self.scope {
             Scope::Subtree(root) => vec![root.to_string()],
             Scope::Host | Scope::Domain(_) => vec!["/local/domain".into(), "/libxl".into(), "/vm".into()],
+            Scope::Libxl417 => vec!["/local/domain".into(), "/libxl".into()],
         }
     }
 }
