@@ -15,7 +15,7 @@ use crate::hypervisor::{GuestType, HypervisorDomain, Scheduler};
 use crate::observe::evidence::{
     device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence,
 };
-use crate::observe::libxl_list::XsDevice;
+use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
 use crate::plan::{Action as Step_, Plan, Step};
 use crate::rules::{disk_devid, json_identity, DeviceKind, IdentityKey, IdentityRule, KindRule, ListSource};
@@ -274,14 +274,21 @@ fn domain_fields(
             let video = json.b_info_u64("video_memkb").filter(|v| *v != MEMKB_DEFAULT).unwrap_or(0);
             let fudge = video.saturating_add(if hvm && m > t.saturating_add(video) { 1024 } else { 0 });
             let memkb = |v: u64| (v != MEMKB_DEFAULT).then(|| Value::from(v));
+            let target_memkb = memkb(t.saturating_add(fudge));
             field_decision(
                 run,
                 cfg,
                 "b_info.target_memkb",
-                memkb(t.saturating_add(fudge)),
+                target_memkb.clone(),
                 Provenance::Xenstore(tpath.clone()),
-                vec![Evidence::new(tpath, Some(ts))],
+                vec![Evidence::new(tpath.clone(), Some(ts))],
             );
+            if let Some(why) = libxl_fudge_differs(json, hvm, t, &target_memkb) {
+                if let Some(d) = run.decisions.last_mut() {
+                    d.rule = "noloss.field.memory-fudge";
+                    d.reason = format!("b_info.target_memkb comes from {tpath} plus the build-time fudge; {why}");
+                }
+            }
             field_decision(
                 run,
                 cfg,
@@ -338,6 +345,26 @@ fn domain_fields(
             vec![],
         ),
     }
+}
+
+/// Why libxl 4.17's inverse of the build-time fudge gives another `target_memkb` than
+/// `ours`, if it does. libxl reads the video RAM and the HVM term from the JSON: a missing
+/// `video_memkb` counts as 2^64-1 (the sum wraps to target - 1), and the HVM 1024 kB follows
+/// the JSON's old max/target rather than the runtime values.
+fn libxl_fudge_differs(json: &DomainConfig, hvm: bool, target: u64, ours: &Option<Value>) -> Option<String> {
+    let video = json.b_info_u64("video_memkb");
+    let (max, old_target) = (json.b_info_u64("max_memkb"), json.b_info_u64("target_memkb"));
+    let hvm_term = hvm && max.unwrap_or(MEMKB_DEFAULT) > old_target.unwrap_or(MEMKB_DEFAULT);
+    let theirs = target.wrapping_add(video.unwrap_or(MEMKB_DEFAULT).wrapping_add(if hvm_term { 1024 } else { 0 }));
+    let theirs = (theirs != MEMKB_DEFAULT).then(|| Value::from(theirs));
+    if theirs == *ours {
+        return None;
+    }
+    let shown = theirs.map_or("nothing".to_string(), |v| v.to_string());
+    Some(match video {
+        None => format!("libxl 4.17 gives {shown}: the JSON has no video_memkb, which libxl adds as 2^64-1 (wrapping to target - 1)"),
+        Some(_) => format!("libxl 4.17 gives {shown}: it decides the HVM 1024 kB term from the JSON's old max_memkb/target_memkb, no-loss from the runtime static-max and target, so that reconciling again is the identity"),
+    })
 }
 
 /// Evidence as decision evidence: the nodes that speak for the device.
@@ -426,6 +453,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     let array = rule.array.expect("recorded kinds have a JSON array");
     let evidence = device_evidence(&run.xs, run.domid, rule);
     let entries = cfg.devices(array).to_vec();
+    let libxl_unlisted = if entries.is_empty() { None } else { libxl_cannot_list(run, rule) };
     let mut used = vec![false; evidence.len()];
     let mut seen_keys: Vec<IdentityKey> = Vec::new();
     let mut kept = Vec::new();
@@ -471,6 +499,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 .with_json(Some(entry.clone()))
                 .with_evidence(evidence_of(ev)),
             );
+            note_unlisted_by_libxl(run, &libxl_unlisted);
             kept.push(entry);
             continue;
         }
@@ -562,6 +591,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             }
         }
         run.decisions.push(d);
+        note_unlisted_by_libxl(run, &libxl_unlisted);
         kept.push(entry);
     }
     // Devices xenstore knows and the JSON does not.
@@ -577,6 +607,33 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     recovered.sort_by(|a, b| a.0.cmp(&b.0));
     kept.extend(recovered.into_iter().map(|(_, v)| v));
     cfg.set_devices(array, kept);
+}
+
+/// Where libxl 4.17's listing of this kind fails, if it does: one record that does not parse
+/// (or an unreadable kind directory) makes libxl free the whole list and drop every JSON
+/// device of the kind (the decision table's "malformed record of another device" row).
+fn libxl_cannot_list(run: &Run<'_>, rule: &KindRule) -> Option<Evidence> {
+    match libxl_list(&run.xs, run.domid, rule) {
+        Listing::Failed { path, reason, .. } => {
+            Some(Evidence::new(path, Some(format!("libxl 4.17 cannot list any {}: {reason}", rule.kind))))
+        }
+        _ => None,
+    }
+}
+
+/// The device just decided on is kept, but libxl 4.17 drops it with its whole kind: say so
+/// and name the node that makes libxl fail.
+fn note_unlisted_by_libxl(run: &mut Run<'_>, unlisted: &Option<Evidence>) {
+    let (Some(failure), Some(d)) = (unlisted, run.decisions.last_mut()) else { return };
+    d.reason.push_str(&format!(
+        "; libxl 4.17 drops it with every {} because its listing fails at {}",
+        match &d.subject {
+            Subject::Device { kind, .. } => kind.name(),
+            _ => "device",
+        },
+        failure.path
+    ));
+    d.evidence.push(failure.clone());
 }
 
 /// A device whose only xenstore evidence is libxl's record by design: a devicemodel usb
@@ -948,6 +1005,10 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
     let ports = usb_ports(&run.xs, run.domid);
     let entries = cfg.devices(array).to_vec();
     let default_key = IdentityKey::CtrlPort { ctrl: -1, port: 0 };
+    // libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record, and
+    // matches JSON usbdevs against those only.
+    let libxl_has_placeholders =
+        entries.is_empty() || matches!(libxl_list(&run.xs, run.domid, rule), Listing::Devices(ref v) if !v.is_empty());
     // A usbdev placed by libxl (no controller or port in the JSON) is identified by its whole
     // entry (its host bus and address); an explicit one by its controller and port.
     let duplicate_of = |i: usize| -> bool {
@@ -1020,14 +1081,27 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             }
             Some(j) => {
                 let p = &ports[j];
+                let (rule_id, libxl_note) = if key != default_key {
+                    (
+                        "noloss.usbdev.placed",
+                        "; libxl 4.17 lists usbdevs only as (ctrl -1, port 0) placeholders, so it drops one stored with its controller and port",
+                    )
+                } else if !libxl_has_placeholders {
+                    (
+                        "noloss.usbdev.no-libxl-placeholder",
+                        "; libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record and this domain has none, so it drops every usbdev",
+                    )
+                } else {
+                    ("noloss.usbdev.live", "")
+                };
                 run.decisions.push(
                     Decision::new(
                         subject,
-                        "noloss.usbdev.live",
+                        rule_id,
                         Class::Consistent,
                         Action::Kept,
                         format!(
-                            "host device {} is attached at controller {} port {} (libxl 4.17 drops hot-added usbdevs)",
+                            "host device {} is attached at controller {} port {}{libxl_note}",
                             p.busid, p.ctrl, p.port
                         ),
                     )
