@@ -7,11 +7,11 @@
 //! guest-writable source keeps the JSON value instead of failing the whole retrieve.
 
 use super::libxl417::{dm_version_running, DmVersion, MEMKB_DEFAULT};
-use super::{Inputs, JsonReplica, Outcome, Policy};
+use super::{Inputs, JsonReplica, Outcome, Policy, RetrieveError};
 use crate::config::{set_in_order, DeviceArray, DomainConfig, DomainType, Object};
 use crate::cparse;
 use crate::decision::{Action, Class, Decision, Evidence, Provenance, Subject};
-use crate::hypervisor::{GuestType, HypervisorDomain, Scheduler};
+use crate::hypervisor::{GuestType, HypervisorDomain, RunState, Scheduler};
 use crate::observe::evidence::{
     device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence,
 };
@@ -19,6 +19,7 @@ use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
 use crate::plan::{Action as Step_, Plan, Step};
 use crate::rules::{disk_devid, json_identity, DeviceKind, IdentityKey, IdentityRule, KindRule, ListSource};
+use crate::xenstore::Path;
 use serde_json::Value;
 
 struct Run<'a> {
@@ -32,6 +33,11 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
     let domid = inputs.domid;
     let mut run = Run { domid, xs: XsView::new(inputs.tree), decisions: Vec::new(), steps: Vec::new() };
     let hv = inputs.host.domain(domid).cloned();
+    let home = format!("/local/domain/{domid}");
+    if *inputs.json == JsonReplica::Missing && !Path::new(&home).is_ok_and(|p| inputs.tree.exists(&p)) {
+        return not_configured(domid, home);
+    }
+    let mut unfinished_creation = false;
     let mut cfg = match inputs.json {
         JsonReplica::Present(c) => c.clone(),
         other => {
@@ -41,13 +47,25 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
                 JsonReplica::Invalid(e) => format!("the userdata file does not parse: {e}"),
                 JsonReplica::Present(_) => unreachable!(),
             };
-            run.decisions.push(Decision::new(
-                Subject::Domain,
-                "noloss.domain.json-missing",
-                Class::JsonOnly,
-                Action::Recovered,
-                format!("{why}: the configuration is rebuilt from xenstore and the hypervisor; template fields (kernel, disks' formats, scripts, …) are unknown"),
-            ));
+            unfinished_creation = *other == JsonReplica::Missing && creation_unfinished(&run, hv.as_ref());
+            run.decisions.push(if unfinished_creation {
+                Decision::new(
+                    Subject::Domain,
+                    "noloss.domain.creation-unfinished",
+                    Class::XenstoreOnly,
+                    Action::Recovered,
+                    format!("{why} and the domain is paused: libxl writes the JSON last in creation (domcreate_complete), before xl unpauses the domain, so this creation never committed its configuration, and its template (kernel, cmdline, disks' formats, …) is in neither replica; the configuration shown is rebuilt from xenstore and the hypervisor, and the repair destroys the half-created domain, as libxl does when a creation fails"),
+                )
+                .with_evidence(vec![Evidence::new(home.clone(), run.xs.value(&home)), Evidence::new(format!("{home}/target"), None)])
+            } else {
+                Decision::new(
+                    Subject::Domain,
+                    "noloss.domain.json-missing",
+                    Class::JsonOnly,
+                    Action::Recovered,
+                    format!("{why}: the configuration is rebuilt from xenstore and the hypervisor; template fields (kernel, disks' formats, scripts, …) are unknown"),
+                )
+            });
             skeleton(&run, hv.as_ref())
         }
     };
@@ -67,6 +85,14 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
             ListSource::NotListed => passthrough_kind(&mut run, &cfg, rule),
         }
     }
+    if unfinished_creation {
+        // The domain is about to go: repairing its devices first would be wasted work.
+        run.steps = vec![Step {
+            subject: Subject::Domain,
+            action: Step_::DestroyHalfCreatedDomain { domid },
+            because: "noloss.domain.creation-unfinished",
+        }];
+    }
     Outcome {
         domid,
         policy: Policy::NoLoss,
@@ -75,6 +101,37 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
         logs: Vec::new(),
         plan: Plan::ordered(run.steps),
     }
+}
+
+/// Neither replica configures the domain: no userdata file and no xenstore home. This is the
+/// state before a creation, and the state a destroyed half-created domain is left in: nothing
+/// to merge, nothing half-baked, nothing to repair.
+fn not_configured(domid: u32, home: String) -> Outcome {
+    Outcome {
+        domid,
+        policy: Policy::NoLoss,
+        config: Err(RetrieveError::NotConfigured(domid)),
+        decisions: vec![Decision::new(
+            Subject::Domain,
+            "noloss.domain.not-configured",
+            Class::Consistent,
+            Action::Failed,
+            format!("no userdata file and no {home} in xenstore: neither replica configures this domain"),
+        )
+        .with_evidence(vec![Evidence::new(home, None)])],
+        logs: Vec::new(),
+        plan: Plan::default(),
+    }
+}
+
+/// Whether a domain without a userdata file is one whose creation never finished. libxl
+/// creates a domain paused and writes its JSON in `domcreate_complete`; xl unpauses it only
+/// after that returns (`xl create -p` leaves it paused, with its JSON). So a paused domain
+/// without JSON is a creation that crashed or is still running. Not dom0, nor a device-model
+/// stub domain (it has a `target` node), which never get userdata files.
+fn creation_unfinished(run: &Run<'_>, hv: Option<&HypervisorDomain>) -> bool {
+    let stub = run.xs.value(&format!("/local/domain/{}/target", run.domid)).is_some();
+    run.domid != 0 && !stub && hv.is_some_and(|h| h.state == RunState::Paused)
 }
 
 /// A config with only what xenstore and the hypervisor can say, for a domain with no JSON.
@@ -472,8 +529,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 .with_json(Some(entry)),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only: None },
                 because: "noloss.device.duplicate-identity",
             });
@@ -520,8 +576,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             Class::Plugging => {
                 d.rule = "noloss.device.plugging";
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::WaitForConnection {
                         backend: b.path.clone(),
                         frontend: ev.frontend.as_ref().map(|f| f.path.clone()),
@@ -537,14 +592,12 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 };
                 let force = class != Class::UnpluggedNotReaped;
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: unplug_steps(ev, &b, force),
                     because: d.rule,
                 });
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only: None },
                     because: d.rule,
                 });
@@ -566,8 +619,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             );
             if matches!(class, Class::Consistent | Class::Plugging) {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::RewriteRecord {
                         record: format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid),
                         backend: b.path.clone(),
@@ -674,7 +726,11 @@ fn json_only(
     };
     steps.push(Step_::DropJsonEntry { array, only: None });
     for a in steps {
-        run.steps.push(Step { kind: rule.kind, key: key.clone(), action: a, because: "noloss.device.json-only" });
+        run.steps.push(Step {
+            subject: Subject::Device { kind: rule.kind, key: key.clone() },
+            action: a,
+            because: "noloss.device.json-only",
+        });
     }
     run.decisions.push(
         Decision::new(
@@ -715,7 +771,7 @@ fn xenstore_only(
     let key = xs_identity(run, rule, ev, record.as_ref());
     let subject = Subject::Device { kind: rule.kind, key: key.clone() };
     let push_step = |run: &mut Run<'_>, action: Step_, because: &'static str| {
-        run.steps.push(Step { kind: rule.kind, key: key.clone(), action, because })
+        run.steps.push(Step { subject: Subject::Device { kind: rule.kind, key: key.clone() }, action, because })
     };
     if let (true, Some(dev)) = (is_record_only_device(ev), &record) {
         let entry = entry_from_fields(rule, &dev.fields);
@@ -902,8 +958,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                 .with_json(Some(entry)),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only: None },
                 because: "noloss.device.duplicate-identity",
             });
@@ -930,14 +985,12 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                 };
                 if class == Class::Unplugging {
                     run.steps.push(Step {
-                        kind: rule.kind,
-                        key: key.clone(),
+                        subject: Subject::Device { kind: rule.kind, key: key.clone() },
                         action: Step_::RemovePciFunction { backend: p.backend.path.clone(), index: p.index },
                         because: "noloss.pci.unplugging",
                     });
                     run.steps.push(Step {
-                        kind: rule.kind,
-                        key: key.clone(),
+                        subject: Subject::Device { kind: rule.kind, key: key.clone() },
                         action: Step_::DropJsonEntry { array, only: None },
                         because: "noloss.pci.unplugging",
                     });
@@ -951,8 +1004,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             }
             None => {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only: None },
                     because: "noloss.device.json-only",
                 });
@@ -988,8 +1040,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             .with_evidence(vec![Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None)]),
         );
         run.steps.push(Step {
-            kind: rule.kind,
-            key: p.device.key.clone(),
+            subject: Subject::Device { kind: rule.kind, key: p.device.key.clone() },
             action: Step_::AddJsonEntry { array, entry: entry.clone() },
             because: "noloss.device.recovered",
         });
@@ -1056,8 +1107,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                 .with_json(Some(entry.clone())),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only },
                 because: "noloss.device.duplicate-identity",
             });
@@ -1072,8 +1122,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                         .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only },
                     because: "noloss.usbdev.controller-unplugging",
                 });
@@ -1112,8 +1161,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             }
             None => {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only },
                     because: "noloss.device.json-only",
                 });
@@ -1158,8 +1206,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                 .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
         );
         run.steps.push(Step {
-            kind: rule.kind,
-            key,
+            subject: Subject::Device { kind: rule.kind, key },
             action: Step_::AddJsonEntry { array, entry: entry.clone() },
             because: "noloss.device.recovered",
         });
