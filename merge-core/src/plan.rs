@@ -8,9 +8,12 @@
 //! - xenstore removals come before the JSON edit that forgets the device, so a crash in
 //!   between leaves JSON ⊇ xenstore, the invariant libxl relies on;
 //! - a frontend is removed only after its backend is Closed and reaped;
-//! - a usbdev is added after its usb controller and removed before it.
+//! - a usbdev is added after its usb controller and removed before it;
+//! - destroying a half-created domain comes after every other step (no-loss plans it alone:
+//!   a domain about to be destroyed needs no other repair).
 
 use crate::config::{DeviceArray, DomainConfig};
+use crate::decision::Subject;
 use crate::rules::{json_identity, DeviceKind, IdentityKey};
 use crate::xenstore::{Node, Path, Tree};
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -44,6 +47,13 @@ pub enum Action {
     RemoveStaleFrontend { path: String },
     /// Rewrite libxl's private record from the live backend.
     RewriteRecord { record: String, backend: String, frontend: Option<String> },
+    /// Destroy a domain whose creation never committed its configuration (no userdata file):
+    /// what libxl's own failure path does (`libxl__domain_destroy` from `domcreate_complete`),
+    /// since the template (kernel, cmdline, disk formats, …) is nowhere in xenstore and the
+    /// configuration asked for cannot be rebuilt. The domain's xenstore nodes go
+    /// ([`destroyed_paths`]: its home, `/vm/<uuid>`, `/libxl/<D>`, backends and error nodes
+    /// for it in every domain, its PCI assignments) and no userdata file is left.
+    DestroyHalfCreatedDomain { domid: u32 },
 }
 
 impl Action {
@@ -60,6 +70,7 @@ impl Action {
             Action::RewriteJsonEntry { .. } => 5,
             Action::DedupJsonEntries { .. } => 6,
             Action::DropJsonEntry { .. } => 7,
+            Action::DestroyHalfCreatedDomain { .. } => 8,
         }
     }
 
@@ -76,6 +87,7 @@ impl Action {
             Action::ReapNodes { .. } => "reap-nodes",
             Action::RemoveStaleFrontend { .. } => "remove-stale-frontend",
             Action::RewriteRecord { .. } => "rewrite-record",
+            Action::DestroyHalfCreatedDomain { .. } => "destroy-half-created-domain",
         }
     }
 
@@ -84,11 +96,12 @@ impl Action {
     }
 }
 
-/// One step, about one device.
+/// One step, about one device (or, to destroy it, the domain).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    pub kind: DeviceKind,
-    pub key: IdentityKey,
+    /// What the step repairs: [`Subject::Device`], or [`Subject::Domain`] for a domain-wide
+    /// step. Never [`Subject::Field`].
+    pub subject: Subject,
     pub action: Action,
     /// Why this step is needed (the decision's rule id).
     pub because: &'static str,
@@ -96,7 +109,7 @@ pub struct Step {
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.action.name(), self.kind, self.key)?;
+        write!(f, "{} {}", self.action.name(), self.subject)?;
         match &self.action {
             Action::WaitForConnection { backend, .. }
             | Action::FinishUnplug { backend, .. }
@@ -104,6 +117,9 @@ impl fmt::Display for Step {
             Action::ReapNodes { paths } => write!(f, " ({})", paths.join(", ")),
             Action::RemoveStaleFrontend { path } => write!(f, " ({path})"),
             Action::RewriteRecord { record, .. } => write!(f, " ({record})"),
+            Action::DestroyHalfCreatedDomain { domid } => {
+                write!(f, " (domid {domid}: its creation never committed the configuration)")
+            }
             _ => Ok(()),
         }
     }
@@ -146,8 +162,9 @@ pub fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn sort_key(s: &Step) -> (DeviceKind, IdentityKey, u8) {
-    (s.kind, s.key.clone(), s.action.phase())
+/// Devices by kind and identity key, then the domain (see [`Subject`]'s order).
+fn sort_key(s: &Step) -> (Subject, u8) {
+    (s.subject.clone(), s.action.phase())
 }
 
 fn dependency_graph(steps: Vec<Step>) -> StableDiGraph<Step, ()> {
@@ -165,26 +182,36 @@ fn dependency_graph(steps: Vec<Step>) -> StableDiGraph<Step, ()> {
 
 /// Whether step `a` must run before step `b`.
 fn must_precede(a: &Step, b: &Step) -> bool {
-    if a.kind == b.kind && a.key == b.key {
+    let destroys = |s: &Step| matches!(s.action, Action::DestroyHalfCreatedDomain { .. });
+    if destroys(a) || destroys(b) {
+        // Nothing is repaired on a destroyed domain.
+        return !destroys(a);
+    }
+    if a.subject == b.subject {
         // Same device: xenstore work in phase order, and before any JSON edit.
         return a.action.phase() < b.action.phase() && (!a.action.touches_json() || b.action.touches_json());
     }
-    let ctrl_of = |s: &Step| match s.key {
-        IdentityKey::CtrlPort { ctrl, .. } => Some(ctrl),
+    let (Subject::Device { kind: a_kind, key: a_key }, Subject::Device { kind: b_kind, key: b_key }) =
+        (&a.subject, &b.subject)
+    else {
+        return false;
+    };
+    let ctrl_of = |key: &IdentityKey| match key {
+        IdentityKey::CtrlPort { ctrl, .. } => Some(*ctrl),
         _ => None,
     };
-    match (a.kind, b.kind) {
+    match (a_kind, b_kind) {
         // A usbdev is added after its controller…
         (DeviceKind::Usbctrl, DeviceKind::Usbdev) => {
             matches!(a.action, Action::AddJsonEntry { .. })
                 && matches!(b.action, Action::AddJsonEntry { .. })
-                && Some(IdentityKey::Devid(ctrl_of(b).unwrap_or(i64::MIN))) == Some(a.key.clone())
+                && Some(IdentityKey::Devid(ctrl_of(b_key).unwrap_or(i64::MIN))) == Some(a_key.clone())
         }
         // …and removed before it.
         (DeviceKind::Usbdev, DeviceKind::Usbctrl) => {
             !matches!(a.action, Action::AddJsonEntry { .. })
                 && !matches!(b.action, Action::AddJsonEntry { .. })
-                && Some(IdentityKey::Devid(ctrl_of(a).unwrap_or(i64::MIN))) == Some(b.key.clone())
+                && Some(IdentityKey::Devid(ctrl_of(a_key).unwrap_or(i64::MIN))) == Some(b_key.clone())
         }
         _ => false,
     }
@@ -195,7 +222,7 @@ fn must_precede(a: &Step, b: &Step) -> bool {
 fn toposort_stable(g: &StableDiGraph<Step, ()>) -> Vec<Step> {
     let mut indegree: std::collections::BTreeMap<NodeIndex, usize> =
         g.node_indices().map(|i| (i, g.neighbors_directed(i, Direction::Incoming).count())).collect();
-    let mut ready: BTreeSet<((DeviceKind, IdentityKey, u8), NodeIndex)> =
+    let mut ready: BTreeSet<((Subject, u8), NodeIndex)> =
         indegree.iter().filter(|(_, d)| **d == 0).map(|(i, _)| (sort_key(&g[*i]), *i)).collect();
     let mut out = Vec::with_capacity(g.node_count());
     while let Some(first) = ready.iter().next().cloned() {
@@ -224,12 +251,48 @@ fn path(s: &str) -> Option<Path> {
     Path::new(s).ok()
 }
 
-/// Simulates the plan on both replicas: what the adapter's repair would leave behind.
+/// Simulates the plan on both replicas: what the adapter's repair would leave behind, for a
+/// plan that keeps the domain. A plan that destroys it leaves no JSON, which only
+/// [`apply_replicas`] can say; here the JSON then comes back unchanged.
 pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tree) {
-    let mut cfg = json.clone();
+    let (cfg, tree) = apply_replicas(plan, json, tree);
+    (cfg.unwrap_or_else(|| json.clone()), tree)
+}
+
+impl Plan {
+    /// Whether the plan destroys the domain (and so leaves no userdata file).
+    pub fn destroys_domain(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s.action, Action::DestroyHalfCreatedDomain { .. }))
+    }
+}
+
+/// Simulates the plan on both replicas, starting from `json` (for a domain without a
+/// userdata file, the file the repair would start). The JSON is `None` where the plan
+/// destroys the domain: its userdata file goes with it.
+pub fn apply_replicas(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (Option<DomainConfig>, Tree) {
+    let mut cfg = Some(json.clone());
     let mut tree = tree.clone();
     for step in &plan.steps {
-        let rule = step.kind.rule();
+        // JSON edits find their entries by the device's identity.
+        let device = match &step.subject {
+            Subject::Device { kind, key } => Some((kind.rule(), key)),
+            _ => None,
+        };
+        let same = |e: &Value, i: usize| device.is_some_and(|(rule, key)| json_identity(rule, e, i) == *key);
+        if let Action::DestroyHalfCreatedDomain { domid } = &step.action {
+            let plain_rm = [format!("/local/domain/{domid}"), format!("/libxl/{domid}")];
+            for p in destroyed_paths(&tree, *domid) {
+                tree.remove_subtree(&p);
+                // The home, `/vm/<uuid>` and `/libxl/<D>` go by a plain rm; device and PCI
+                // nodes by `libxl__xs_path_cleanup`, with the parents they leave empty.
+                if !plain_rm.iter().any(|r| r == p.as_str()) && !p.as_str().starts_with("/vm/") {
+                    prune_empty_parents(&mut tree, &p);
+                }
+            }
+            cfg = None;
+            continue;
+        }
+        let Some(cfg) = cfg.as_mut() else { continue };
         match &step.action {
             Action::AddJsonEntry { array, entry } => {
                 let mut v = cfg.devices(*array).to_vec();
@@ -238,7 +301,7 @@ pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tr
             }
             Action::RewriteJsonEntry { array, entry } => {
                 let mut v = cfg.devices(*array).to_vec();
-                if let Some(i) = (0..v.len()).find(|i| json_identity(rule, &v[*i], *i) == step.key) {
+                if let Some(i) = (0..v.len()).find(|i| same(&v[*i], *i)) {
                     v[i] = entry.clone();
                 }
                 cfg.set_devices(*array, v);
@@ -250,7 +313,7 @@ pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tr
                     .enumerate()
                     .filter(|(i, e)| match only {
                         Some(o) => *e != o,
-                        None => json_identity(rule, e, *i) != step.key,
+                        None => !same(e, *i),
                     })
                     .map(|(_, e)| e.clone())
                     .collect();
@@ -265,7 +328,7 @@ pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tr
                     .filter(|(i, e)| {
                         let same = match only {
                             Some(o) => *e == o,
-                            None => json_identity(rule, e, *i) == step.key,
+                            None => same(e, *i),
                         };
                         if !same {
                             return true;
@@ -329,9 +392,53 @@ pub fn apply(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (DomainConfig, Tr
                     tree.insert(p, Node::new(f.as_bytes().to_vec()));
                 }
             }
+            // Done above, before the JSON is needed.
+            Action::DestroyHalfCreatedDomain { .. } => {}
         }
     }
     (cfg, tree)
+}
+
+/// The subtrees destroying domain `domid` removes, as libxl's destroy does: its home
+/// `/local/domain/<D>`, the `/vm/<uuid>` its `vm` node names, `/libxl/<D>`, in every domain
+/// its backends `backend/<kind>/<D>`, error nodes `error/backend/<kind>/<D>` and
+/// `device-model/<D>`, and every `/libxl/pci/<bdf>` assigned to it.
+pub fn destroyed_paths(tree: &Tree, domid: u32) -> Vec<Path> {
+    let home = format!("/local/domain/{domid}");
+    let mut out: Vec<Path> = [home.clone(), format!("/libxl/{domid}")].iter().filter_map(|p| path(p)).collect();
+    if let Some(vm) = tree.text(&format!("{home}/vm")).filter(|v| v.starts_with("/vm/")).and_then(path) {
+        out.push(vm);
+    }
+    for other in tree.children_of_str("/local/domain") {
+        let base = format!("/local/domain/{other}");
+        for area in ["backend", "error/backend"] {
+            for kind in tree.children_of_str(&format!("{base}/{area}")) {
+                out.extend(path(&format!("{base}/{area}/{kind}/{domid}")));
+            }
+        }
+        out.extend(path(&format!("{base}/device-model/{domid}")));
+    }
+    for bdf in tree.children_of_str("/libxl/pci") {
+        if tree.text(&format!("/libxl/pci/{bdf}/domid")) == Some(domid.to_string().as_str()) {
+            out.extend(path(&format!("/libxl/pci/{bdf}")));
+        }
+    }
+    out.retain(|p| tree.exists(p));
+    out
+}
+
+/// Removes the ancestors of `removed` left without children, as `libxl__xs_path_cleanup`
+/// does, but never a domain's home `/local/domain/<B>`.
+fn prune_empty_parents(tree: &mut Tree, removed: &Path) {
+    let mut at = removed.parent();
+    while let Some(p) = at {
+        let home = p.parent().is_some_and(|d| d.as_str() == "/local/domain");
+        if p.is_root() || home || tree.has_descendants(&p) {
+            return;
+        }
+        tree.remove(&p);
+        at = p.parent();
+    }
 }
 
 /// Removes function `index` from a pci backend and shifts the higher ones down, as libxl does;
@@ -366,5 +473,79 @@ fn remove_pci_function(tree: &mut Tree, backend: &str, index: i32) {
         }
     } else if let Some(p) = path(&format!("{backend}/num_devs")) {
         tree.insert(p, Node::new(left.to_string().into_bytes()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn destroy(domid: u32) -> Step {
+        Step {
+            subject: Subject::Domain,
+            action: Action::DestroyHalfCreatedDomain { domid },
+            because: "noloss.domain.creation-unfinished",
+        }
+    }
+
+    fn nic_step(devid: i64, action: Action) -> Step {
+        Step {
+            subject: Subject::Device { kind: DeviceKind::Nic, key: IdentityKey::Devid(devid) },
+            action,
+            because: "test",
+        }
+    }
+
+    fn tree_of(nodes: &[(&str, &str)]) -> Tree {
+        let mut tree = Tree::new();
+        for (p, v) in nodes {
+            tree.insert_with_parents(Path::new(p).unwrap(), Node::new(v.as_bytes().to_vec()), None);
+        }
+        tree
+    }
+
+    #[test]
+    fn destroying_comes_after_every_other_step_and_prints_stably() {
+        let reap = nic_step(0, Action::ReapNodes { paths: vec!["/libxl/5/device/vif/0".into()] });
+        let drop = nic_step(1, Action::DropJsonEntry { array: DeviceArray::Nics, only: None });
+        let plan = Plan::ordered(vec![destroy(5), drop.clone(), reap.clone()]);
+        assert_eq!(plan.steps, vec![reap, drop, destroy(5)]);
+        let text = "destroy-half-created-domain domain (domid 5: its creation never committed the configuration)";
+        assert_eq!(plan.steps[2].to_string(), text);
+        let dot = plan.to_dot();
+        assert!(dot.contains(&format!("label=\"{text}\"")), "{dot}");
+        // Both other steps point at the destroy.
+        assert_eq!(dot.matches(" -> n2;").count(), 2, "{dot}");
+    }
+
+    #[test]
+    fn destroying_removes_the_domains_nodes_everywhere_and_its_json() {
+        let others = [
+            ("/local/domain/0/name", "Domain-0"),
+            ("/local/domain/0/backend/vif/7/0/state", "4"),
+            ("/local/domain/2/name", "driver"),
+            ("/local/domain/7/vm", "/vm/u7"),
+            ("/vm/u7/name", "other"),
+            ("/libxl/7/type", "pv"),
+            ("/libxl/pci/0000-04-00-0/domid", "7"),
+        ];
+        let doomed = [
+            ("/local/domain/5/vm", "/vm/u5"),
+            ("/local/domain/5/device/vif/0/state", "4"),
+            ("/local/domain/0/backend/vif/5/0/state", "4"),
+            ("/local/domain/2/backend/vbd/5/51712/state", "4"),
+            ("/local/domain/0/error/backend/vif/5/0/error", "hotplug failed"),
+            ("/local/domain/0/device-model/5/state", "running"),
+            ("/vm/u5/name", "guest"),
+            ("/libxl/5/type", "pv"),
+            ("/libxl/pci/0000-03-00-0/domid", "5"),
+        ];
+        let all: Vec<(&str, &str)> = others.iter().chain(doomed.iter()).copied().collect();
+        let plan = Plan::ordered(vec![destroy(5)]);
+        assert!(plan.destroys_domain());
+        let (json, tree) = apply_replicas(&plan, &DomainConfig::default(), &tree_of(&all));
+        assert_eq!(json, None);
+        // Emptied backend, error, device-model and PCI directories go with the domain.
+        assert_eq!(tree.diff(&tree_of(&others)), vec![]);
     }
 }

@@ -6,9 +6,11 @@
 //!   rebuilt from xenstore cannot know the fields xenstore does not hold, so a restoration is
 //!   either exact or by identity: same domain fields, same devices by identity key (reported
 //!   separately). Every half-baked state's plan must restore, even when its configuration is
-//!   already an intended one. A domain being created has no configuration before, and while it
-//!   has no JSON its template is gone: those states must be named (`noloss.domain.json-missing`)
-//!   and rebuild a subset of the devices asked for.
+//!   already an intended one. Before a creation the domain does not exist: no-loss retrieves
+//!   no configuration ([`RetrieveError::NotConfigured`]), and that is what `before` is. A
+//!   creation without its JSON cannot be finished (the template is in neither replica): no-loss
+//!   names it (`noloss.domain.creation-unfinished`) and its plan destroys the half-created
+//!   domain, which restores `before` like any other plan; no exception is made for it.
 //! - **Convergence (law 4)**: applying the plan and reconciling again gives no half-baked
 //!   decision and an empty plan.
 //! - libxl 4.17's result is computed too, so tests can assert its known losses.
@@ -18,7 +20,7 @@ use super::world::Replicas;
 use crate::config::{DeviceArray, DomainConfig};
 use crate::decision::Class;
 use crate::plan;
-use crate::reconcile::{reconcile, Inputs, JsonReplica, Outcome, Policy};
+use crate::reconcile::{reconcile, Inputs, JsonReplica, Outcome, Policy, RetrieveError};
 use crate::rules::{json_identity, IdentityKey, IdentityRule, RULES};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,9 +34,6 @@ pub enum Atomicity {
     /// Half-baked, and the plan restores this intended configuration: exactly, or by identity
     /// (recovered devices lack what xenstore cannot hold).
     Restores { to: String, exact: bool },
-    /// A domain being created, without JSON: named as such, and the plan rebuilds a subset of
-    /// the devices asked for.
-    RebuiltWithoutJson,
     /// Law 7 does not hold.
     Violation(String),
 }
@@ -50,7 +49,6 @@ impl Atomicity {
             Atomicity::Equals(to) => format!("equals {}", if to == "before" { "before" } else { "after" }),
             Atomicity::Restores { exact: true, .. } => "half-baked, plan restores exactly".into(),
             Atomicity::Restores { exact: false, .. } => "half-baked, plan restores by identity".into(),
-            Atomicity::RebuiltWithoutJson => "creation without JSON, named".into(),
             Atomicity::Violation(_) => "VIOLATION".into(),
         }
     }
@@ -71,7 +69,8 @@ pub struct StateCheck {
 /// Checks states of one scenario, caching by replica content.
 pub struct Checker<'a> {
     scenario: &'a Scenario,
-    accepted: Vec<(String, DomainConfig)>,
+    /// `None`: the domain does not exist (before a creation).
+    accepted: Vec<(String, Option<DomainConfig>)>,
     cache: HashMap<u64, Vec<(Replicas, Arc<StateCheck>)>>,
 }
 
@@ -100,13 +99,9 @@ pub fn dominant_class(outcome: &Outcome) -> Class {
 const IMPLICIT_USBDEV: IdentityKey = IdentityKey::CtrlPort { ctrl: -1, port: 0 };
 const ANY: &str = "*";
 
-/// Whether the devices of `got` are among those of `wanted` (`exact`: and all of them), an
-/// [`ANY`] on either side matching one device of the other.
-fn devices_within(
-    got: &BTreeMap<&'static str, Vec<String>>,
-    wanted: &BTreeMap<&'static str, Vec<String>>,
-    exact: bool,
-) -> bool {
+/// Whether `got` and `wanted` have the same devices, an [`ANY`] on either side matching one
+/// device of the other.
+fn same_devices(got: &BTreeMap<&'static str, Vec<String>>, wanted: &BTreeMap<&'static str, Vec<String>>) -> bool {
     let empty = Vec::new();
     let arrays: BTreeSet<&&str> = got.keys().chain(wanted.keys()).collect();
     arrays.into_iter().all(|array| {
@@ -123,7 +118,7 @@ fn devices_within(
         let (g_rest, w_rest) = (g.len() - g_any, w.len() - w_any);
         // A plain leftover needs a wildcard on the other side; wildcards take anything.
         let within = g_rest <= w_any && g.len() <= w.len();
-        within && (!exact || (g.len() == w.len() && w_rest <= g_any))
+        within && g.len() == w.len() && w_rest <= g_any
     })
 }
 
@@ -165,16 +160,15 @@ impl<'a> Checker<'a> {
                 let half = half_baked(&out);
                 return Err(format!("{}: intended state `{name}` is half-baked:\n{}", scenario.name, half.join("\n")));
             }
-            let config = out
-                .config
+            let config = retrieved(&out)
                 .map_err(|e| format!("{}: intended state `{name}` does not reconcile: {e}", scenario.name))?;
             accepted.push((name.clone(), config));
         }
         Ok(Checker { scenario, accepted, cache: HashMap::new() })
     }
 
-    /// The intended configurations, by name.
-    pub fn accepted(&self) -> &[(String, DomainConfig)] {
+    /// The intended configurations, by name (`None`: the domain does not exist).
+    pub fn accepted(&self) -> &[(String, Option<DomainConfig>)] {
         &self.accepted
     }
 
@@ -198,38 +192,46 @@ impl<'a> Checker<'a> {
         let noloss = run(self.scenario, r, Policy::NoLoss);
         let libxl = run(self.scenario, r, Policy::Libxl417);
         let class = dominant_class(&noloss);
-        let (atomicity, convergence) = match &noloss.config {
+        let (atomicity, convergence) = match retrieved(&noloss) {
             Ok(config) => {
-                let base = match &r.json {
-                    JsonReplica::Present(c) => c.clone(),
+                let base = match (&r.json, &config) {
+                    (JsonReplica::Present(c), _) => c.clone(),
                     // Without JSON the repair writes a new file: the rebuilt domain fields,
                     // to which the plan adds the devices (each recovered device has its
                     // add-json-entry step, so starting from the merged devices would list
                     // them twice).
-                    _ => {
-                        let mut c = config.clone();
+                    (_, Some(merged)) => {
+                        let mut c = merged.clone();
                         for array in DeviceArray::ALL {
                             c.set_devices(array, Vec::new());
                         }
                         c
                     }
+                    // No domain: the plan is empty and writes no file.
+                    (_, None) => DomainConfig::default(),
                 };
-                let (json2, tree2) = plan::apply(&noloss.plan, &base, &r.tree);
-                let again =
-                    run(self.scenario, &Replicas { json: JsonReplica::Present(json2), tree: tree2 }, Policy::NoLoss);
+                let (json2, tree2) = plan::apply_replicas(&noloss.plan, &base, &r.tree);
+                let json2 = json2.map_or(JsonReplica::Missing, JsonReplica::Present);
+                let again = run(self.scenario, &Replicas { json: json2, tree: tree2 }, Policy::NoLoss);
                 let convergence = converged(&again);
-                (self.atomicity(r, &noloss, config, &again), convergence)
+                (self.atomicity(&noloss, config.as_ref(), &again), convergence)
             }
             Err(e) => (Atomicity::Violation(format!("no-loss failed: {e}")), Err(format!("no-loss failed: {e}"))),
         };
         StateCheck { noloss, libxl, class, atomicity, convergence }
     }
 
-    fn atomicity(&self, r: &Replicas, noloss: &Outcome, config: &DomainConfig, repaired: &Outcome) -> Atomicity {
-        let text = config.to_libxl_json();
-        let equal = self.accepted.iter().find(|(_, c)| c.to_libxl_json() == text).map(|(n, _)| n.clone());
-        let half = noloss.is_half_baked();
-        if !half {
+    /// The intended configuration printed as `text` (`None`: no domain), by name.
+    fn intended_equal_to(&self, text: Option<&str>) -> Option<String> {
+        self.accepted
+            .iter()
+            .find(|(_, c)| c.as_ref().map(DomainConfig::to_libxl_json).as_deref() == text)
+            .map(|(n, _)| n.clone())
+    }
+
+    fn atomicity(&self, noloss: &Outcome, config: Option<&DomainConfig>, repaired: &Outcome) -> Atomicity {
+        let equal = self.intended_equal_to(config.map(DomainConfig::to_libxl_json).as_deref());
+        if !noloss.is_half_baked() {
             return match equal {
                 Some(name) => Atomicity::Equals(name),
                 None => Atomicity::Violation(
@@ -237,33 +239,24 @@ impl<'a> Checker<'a> {
                 ),
             };
         }
-        let Ok(after_plan) = &repaired.config else {
-            return Atomicity::Violation("reconcile fails after the plan".into());
+        let after_plan = match retrieved(repaired) {
+            Ok(c) => c,
+            Err(e) => return Atomicity::Violation(format!("reconcile fails after the plan: {e}")),
         };
-        if self.scenario.creates_domain && !matches!(r.json, JsonReplica::Present(_)) {
-            let named = noloss.decisions.iter().any(|d| d.rule == "noloss.domain.json-missing");
-            let (_, rebuilt) = identity_view(after_plan);
-            let (_, wanted) = identity_view(&self.accepted[0].1);
-            let subset = devices_within(&rebuilt, &wanted, false);
-            return match (named, subset) {
-                (true, true) => Atomicity::RebuiltWithoutJson,
-                (false, _) => Atomicity::Violation("a domain without JSON not named as such".into()),
-                (true, false) => Atomicity::Violation("the rebuilt configuration has a device nobody asked for".into()),
-            };
-        }
-        let restored_text = after_plan.to_libxl_json();
-        let restored = match self.accepted.iter().find(|(_, c)| c.to_libxl_json() == restored_text) {
-            Some((name, _)) => Some((name.clone(), true)),
-            None => {
+        let restored = match self.intended_equal_to(after_plan.as_ref().map(DomainConfig::to_libxl_json).as_deref()) {
+            Some(name) => Some((name, true)),
+            None => after_plan.as_ref().and_then(|after_plan| {
                 let (fields, devices) = identity_view(after_plan);
                 self.accepted
                     .iter()
                     .find(|(_, c)| {
-                        let (f, d) = identity_view(c);
-                        f == fields && devices_within(&devices, &d, true)
+                        c.as_ref().is_some_and(|c| {
+                            let (f, d) = identity_view(c);
+                            f == fields && same_devices(&devices, &d)
+                        })
                     })
                     .map(|(n, _)| (n.clone(), false))
-            }
+            }),
         };
         match (restored, equal) {
             (Some(_), Some(name)) => Atomicity::Equals(name),
@@ -272,6 +265,16 @@ impl<'a> Checker<'a> {
                 "half-baked, and the plan leads to a configuration that is neither before nor after".into(),
             ),
         }
+    }
+}
+
+/// What no-loss retrieved: a configuration, or `None` where neither replica configures the
+/// domain (the state before a creation). Any other failure is an error.
+fn retrieved(o: &Outcome) -> Result<Option<DomainConfig>, String> {
+    match &o.config {
+        Ok(c) => Ok(Some(c.clone())),
+        Err(RetrieveError::NotConfigured(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 

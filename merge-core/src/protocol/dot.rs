@@ -64,7 +64,6 @@ impl Analysis {
                 Atomicity::Restores { to, exact } => {
                     format!("plan → {to}{}", if *exact { "" } else { " (by identity)" })
                 }
-                Atomicity::RebuiltWithoutJson => "no JSON: rebuilt".into(),
                 Atomicity::Violation(v) => format!("VIOLATION: {v}"),
             };
             let mut label =

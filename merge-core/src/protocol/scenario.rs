@@ -12,7 +12,7 @@ use super::protocols::{
 };
 use super::world::{JsonEdit, Operation, Replicas, World};
 use crate::config::DomainConfig;
-use crate::hypervisor::{GuestType, HostInfo};
+use crate::hypervisor::{GuestType, HostInfo, RunState};
 use crate::reconcile::JsonReplica;
 use crate::testkit::{
     device_json, Boot, Device, DeviceSpec, Disk, DiskMedium, DmVersion, GuestSpec, ImageFormat, Nic, NicType, Pci,
@@ -70,9 +70,10 @@ pub struct Scenario {
     pub host: HostInfo,
     pub initial: World,
     /// The consistent states the operations move between: `before`, then `after <ops>` for
-    /// every non-empty subset of the operations. A creation has no `before` (no domain).
+    /// every non-empty subset of the operations. A creation's `before` is no domain at all: no
+    /// userdata file, no xenstore home (no-loss retrieves no configuration there).
     pub intended: Vec<(String, Replicas)>,
-    /// Whether the scenario creates the domain (there is no configuration before).
+    /// Whether the scenario creates the domain (before it, the domain does not exist).
     pub creates_domain: bool,
 }
 
@@ -276,7 +277,7 @@ fn intended(g: &GuestSpec, json: &DomainConfig, intents: &[&Intent]) -> Replicas
 /// state).
 pub fn scenario(name: impl Into<String>, group: Group, g: &GuestSpec, ops: Vec<Op>, with_retrieve: bool) -> Scenario {
     let creates_domain = ops.iter().any(|o| o.intents.contains(&Intent::Create));
-    let (tree, configs, host) = render(std::slice::from_ref(g));
+    let (tree, configs, mut host) = render(std::slice::from_ref(g));
     let json0 = configs.into_iter().next().flatten().expect("a rendered guest has JSON");
     let mut intended_states = Vec::new();
     let initial = if creates_domain {
@@ -289,11 +290,19 @@ pub fn scenario(name: impl Into<String>, group: Group, g: &GuestSpec, ops: Vec<O
                 u.automatic = false;
             }
         }
+        // libxl creates the domain paused; xl unpauses it only once creation has returned,
+        // after the JSON write the model ends with.
+        if let Some(d) = host.domains.get_mut(&g.domid) {
+            d.state = RunState::Paused;
+        }
+        // Before, the domain does not exist: neither replica configures it.
+        let before = Replicas { json: JsonReplica::Missing, tree: dom0 };
+        intended_states.push(("before".to_string(), before.clone()));
         intended_states.push((
             format!("after {}", ops[0].operation.name),
             Replicas { json: JsonReplica::Present(json_of(&recorded)), tree },
         ));
-        Replicas { json: JsonReplica::Missing, tree: dom0 }
+        before
     } else {
         let initial = Replicas { json: JsonReplica::Present(json0.clone()), tree };
         intended_states.push(("before".to_string(), initial.clone()));

@@ -69,6 +69,10 @@ pub enum RetrieveError {
     /// The domain is not in the hypervisor inputs.
     #[error("domain {0} is not in the hypervisor inputs")]
     NoSuchDomain(u32),
+    /// No-loss: neither replica configures the domain (no userdata file, no xenstore home),
+    /// as before its creation or after a half-created domain is destroyed.
+    #[error("domain {0} is not configured: no userdata file and no /local/domain/{0} in xenstore")]
+    NotConfigured(u32),
 }
 
 /// The result of reconciling one domain.

@@ -7,18 +7,19 @@
 //! guest-writable source keeps the JSON value instead of failing the whole retrieve.
 
 use super::libxl417::{dm_version_running, DmVersion, MEMKB_DEFAULT};
-use super::{Inputs, JsonReplica, Outcome, Policy};
+use super::{Inputs, JsonReplica, Outcome, Policy, RetrieveError};
 use crate::config::{set_in_order, DeviceArray, DomainConfig, DomainType, Object};
 use crate::cparse;
 use crate::decision::{Action, Class, Decision, Evidence, Provenance, Subject};
-use crate::hypervisor::{GuestType, HypervisorDomain, Scheduler};
+use crate::hypervisor::{GuestType, HypervisorDomain, RunState, Scheduler};
 use crate::observe::evidence::{
     device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence,
 };
-use crate::observe::libxl_list::XsDevice;
+use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
 use crate::plan::{Action as Step_, Plan, Step};
 use crate::rules::{disk_devid, json_identity, DeviceKind, IdentityKey, IdentityRule, KindRule, ListSource};
+use crate::xenstore::Path;
 use serde_json::Value;
 
 struct Run<'a> {
@@ -32,6 +33,11 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
     let domid = inputs.domid;
     let mut run = Run { domid, xs: XsView::new(inputs.tree), decisions: Vec::new(), steps: Vec::new() };
     let hv = inputs.host.domain(domid).cloned();
+    let home = format!("/local/domain/{domid}");
+    if *inputs.json == JsonReplica::Missing && !Path::new(&home).is_ok_and(|p| inputs.tree.exists(&p)) {
+        return not_configured(domid, home);
+    }
+    let mut unfinished_creation = false;
     let mut cfg = match inputs.json {
         JsonReplica::Present(c) => c.clone(),
         other => {
@@ -41,13 +47,25 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
                 JsonReplica::Invalid(e) => format!("the userdata file does not parse: {e}"),
                 JsonReplica::Present(_) => unreachable!(),
             };
-            run.decisions.push(Decision::new(
-                Subject::Domain,
-                "noloss.domain.json-missing",
-                Class::JsonOnly,
-                Action::Recovered,
-                format!("{why}: the configuration is rebuilt from xenstore and the hypervisor; template fields (kernel, disks' formats, scripts, …) are unknown"),
-            ));
+            unfinished_creation = *other == JsonReplica::Missing && creation_unfinished(&run, hv.as_ref());
+            run.decisions.push(if unfinished_creation {
+                Decision::new(
+                    Subject::Domain,
+                    "noloss.domain.creation-unfinished",
+                    Class::XenstoreOnly,
+                    Action::Recovered,
+                    format!("{why} and the domain is paused: libxl writes the JSON last in creation (domcreate_complete), before xl unpauses the domain, so this creation never committed its configuration, and its template (kernel, cmdline, disks' formats, …) is in neither replica; the configuration shown is rebuilt from xenstore and the hypervisor, and the repair destroys the half-created domain, as libxl does when a creation fails"),
+                )
+                .with_evidence(vec![Evidence::new(home.clone(), run.xs.value(&home)), Evidence::new(format!("{home}/target"), None)])
+            } else {
+                Decision::new(
+                    Subject::Domain,
+                    "noloss.domain.json-missing",
+                    Class::JsonOnly,
+                    Action::Recovered,
+                    format!("{why}: the configuration is rebuilt from xenstore and the hypervisor; template fields (kernel, disks' formats, scripts, …) are unknown"),
+                )
+            });
             skeleton(&run, hv.as_ref())
         }
     };
@@ -67,6 +85,14 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
             ListSource::NotListed => passthrough_kind(&mut run, &cfg, rule),
         }
     }
+    if unfinished_creation {
+        // The domain is about to go: repairing its devices first would be wasted work.
+        run.steps = vec![Step {
+            subject: Subject::Domain,
+            action: Step_::DestroyHalfCreatedDomain { domid },
+            because: "noloss.domain.creation-unfinished",
+        }];
+    }
     Outcome {
         domid,
         policy: Policy::NoLoss,
@@ -75,6 +101,37 @@ pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
         logs: Vec::new(),
         plan: Plan::ordered(run.steps),
     }
+}
+
+/// Neither replica configures the domain: no userdata file and no xenstore home. This is the
+/// state before a creation, and the state a destroyed half-created domain is left in: nothing
+/// to merge, nothing half-baked, nothing to repair.
+fn not_configured(domid: u32, home: String) -> Outcome {
+    Outcome {
+        domid,
+        policy: Policy::NoLoss,
+        config: Err(RetrieveError::NotConfigured(domid)),
+        decisions: vec![Decision::new(
+            Subject::Domain,
+            "noloss.domain.not-configured",
+            Class::Consistent,
+            Action::Failed,
+            format!("no userdata file and no {home} in xenstore: neither replica configures this domain"),
+        )
+        .with_evidence(vec![Evidence::new(home, None)])],
+        logs: Vec::new(),
+        plan: Plan::default(),
+    }
+}
+
+/// Whether a domain without a userdata file is one whose creation never finished. libxl
+/// creates a domain paused and writes its JSON in `domcreate_complete`; xl unpauses it only
+/// after that returns (`xl create -p` leaves it paused, with its JSON). So a paused domain
+/// without JSON is a creation that crashed or is still running. Not dom0, nor a device-model
+/// stub domain (it has a `target` node), which never get userdata files.
+fn creation_unfinished(run: &Run<'_>, hv: Option<&HypervisorDomain>) -> bool {
+    let stub = run.xs.value(&format!("/local/domain/{}/target", run.domid)).is_some();
+    run.domid != 0 && !stub && hv.is_some_and(|h| h.state == RunState::Paused)
 }
 
 /// A config with only what xenstore and the hypervisor can say, for a domain with no JSON.
@@ -274,14 +331,21 @@ fn domain_fields(
             let video = json.b_info_u64("video_memkb").filter(|v| *v != MEMKB_DEFAULT).unwrap_or(0);
             let fudge = video.saturating_add(if hvm && m > t.saturating_add(video) { 1024 } else { 0 });
             let memkb = |v: u64| (v != MEMKB_DEFAULT).then(|| Value::from(v));
+            let target_memkb = memkb(t.saturating_add(fudge));
             field_decision(
                 run,
                 cfg,
                 "b_info.target_memkb",
-                memkb(t.saturating_add(fudge)),
+                target_memkb.clone(),
                 Provenance::Xenstore(tpath.clone()),
-                vec![Evidence::new(tpath, Some(ts))],
+                vec![Evidence::new(tpath.clone(), Some(ts))],
             );
+            if let Some(why) = libxl_fudge_differs(json, hvm, t, &target_memkb) {
+                if let Some(d) = run.decisions.last_mut() {
+                    d.rule = "noloss.field.memory-fudge";
+                    d.reason = format!("b_info.target_memkb comes from {tpath} plus the build-time fudge; {why}");
+                }
+            }
             field_decision(
                 run,
                 cfg,
@@ -338,6 +402,26 @@ fn domain_fields(
             vec![],
         ),
     }
+}
+
+/// Why libxl 4.17's inverse of the build-time fudge gives another `target_memkb` than
+/// `ours`, if it does. libxl reads the video RAM and the HVM term from the JSON: a missing
+/// `video_memkb` counts as 2^64-1 (the sum wraps to target - 1), and the HVM 1024 kB follows
+/// the JSON's old max/target rather than the runtime values.
+fn libxl_fudge_differs(json: &DomainConfig, hvm: bool, target: u64, ours: &Option<Value>) -> Option<String> {
+    let video = json.b_info_u64("video_memkb");
+    let (max, old_target) = (json.b_info_u64("max_memkb"), json.b_info_u64("target_memkb"));
+    let hvm_term = hvm && max.unwrap_or(MEMKB_DEFAULT) > old_target.unwrap_or(MEMKB_DEFAULT);
+    let theirs = target.wrapping_add(video.unwrap_or(MEMKB_DEFAULT).wrapping_add(if hvm_term { 1024 } else { 0 }));
+    let theirs = (theirs != MEMKB_DEFAULT).then(|| Value::from(theirs));
+    if theirs == *ours {
+        return None;
+    }
+    let shown = theirs.map_or("nothing".to_string(), |v| v.to_string());
+    Some(match video {
+        None => format!("libxl 4.17 gives {shown}: the JSON has no video_memkb, which libxl adds as 2^64-1 (wrapping to target - 1)"),
+        Some(_) => format!("libxl 4.17 gives {shown}: it decides the HVM 1024 kB term from the JSON's old max_memkb/target_memkb, no-loss from the runtime static-max and target, so that reconciling again is the identity"),
+    })
 }
 
 /// Evidence as decision evidence: the nodes that speak for the device.
@@ -426,6 +510,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     let array = rule.array.expect("recorded kinds have a JSON array");
     let evidence = device_evidence(&run.xs, run.domid, rule);
     let entries = cfg.devices(array).to_vec();
+    let libxl_unlisted = if entries.is_empty() { None } else { libxl_cannot_list(run, rule) };
     let mut used = vec![false; evidence.len()];
     let mut seen_keys: Vec<IdentityKey> = Vec::new();
     let mut kept = Vec::new();
@@ -444,8 +529,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 .with_json(Some(entry)),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only: None },
                 because: "noloss.device.duplicate-identity",
             });
@@ -471,6 +555,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 .with_json(Some(entry.clone()))
                 .with_evidence(evidence_of(ev)),
             );
+            note_unlisted_by_libxl(run, &libxl_unlisted);
             kept.push(entry);
             continue;
         }
@@ -491,8 +576,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             Class::Plugging => {
                 d.rule = "noloss.device.plugging";
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::WaitForConnection {
                         backend: b.path.clone(),
                         frontend: ev.frontend.as_ref().map(|f| f.path.clone()),
@@ -508,14 +592,12 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 };
                 let force = class != Class::UnpluggedNotReaped;
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: unplug_steps(ev, &b, force),
                     because: d.rule,
                 });
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only: None },
                     because: d.rule,
                 });
@@ -537,8 +619,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             );
             if matches!(class, Class::Consistent | Class::Plugging) {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::RewriteRecord {
                         record: format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid),
                         backend: b.path.clone(),
@@ -562,6 +643,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             }
         }
         run.decisions.push(d);
+        note_unlisted_by_libxl(run, &libxl_unlisted);
         kept.push(entry);
     }
     // Devices xenstore knows and the JSON does not.
@@ -577,6 +659,33 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     recovered.sort_by(|a, b| a.0.cmp(&b.0));
     kept.extend(recovered.into_iter().map(|(_, v)| v));
     cfg.set_devices(array, kept);
+}
+
+/// Where libxl 4.17's listing of this kind fails, if it does: one record that does not parse
+/// (or an unreadable kind directory) makes libxl free the whole list and drop every JSON
+/// device of the kind (the decision table's "malformed record of another device" row).
+fn libxl_cannot_list(run: &Run<'_>, rule: &KindRule) -> Option<Evidence> {
+    match libxl_list(&run.xs, run.domid, rule) {
+        Listing::Failed { path, reason, .. } => {
+            Some(Evidence::new(path, Some(format!("libxl 4.17 cannot list any {}: {reason}", rule.kind))))
+        }
+        _ => None,
+    }
+}
+
+/// The device just decided on is kept, but libxl 4.17 drops it with its whole kind: say so
+/// and name the node that makes libxl fail.
+fn note_unlisted_by_libxl(run: &mut Run<'_>, unlisted: &Option<Evidence>) {
+    let (Some(failure), Some(d)) = (unlisted, run.decisions.last_mut()) else { return };
+    d.reason.push_str(&format!(
+        "; libxl 4.17 drops it with every {} because its listing fails at {}",
+        match &d.subject {
+            Subject::Device { kind, .. } => kind.name(),
+            _ => "device",
+        },
+        failure.path
+    ));
+    d.evidence.push(failure.clone());
 }
 
 /// A device whose only xenstore evidence is libxl's record by design: a devicemodel usb
@@ -617,7 +726,11 @@ fn json_only(
     };
     steps.push(Step_::DropJsonEntry { array, only: None });
     for a in steps {
-        run.steps.push(Step { kind: rule.kind, key: key.clone(), action: a, because: "noloss.device.json-only" });
+        run.steps.push(Step {
+            subject: Subject::Device { kind: rule.kind, key: key.clone() },
+            action: a,
+            because: "noloss.device.json-only",
+        });
     }
     run.decisions.push(
         Decision::new(
@@ -658,7 +771,7 @@ fn xenstore_only(
     let key = xs_identity(run, rule, ev, record.as_ref());
     let subject = Subject::Device { kind: rule.kind, key: key.clone() };
     let push_step = |run: &mut Run<'_>, action: Step_, because: &'static str| {
-        run.steps.push(Step { kind: rule.kind, key: key.clone(), action, because })
+        run.steps.push(Step { subject: Subject::Device { kind: rule.kind, key: key.clone() }, action, because })
     };
     if let (true, Some(dev)) = (is_record_only_device(ev), &record) {
         let entry = entry_from_fields(rule, &dev.fields);
@@ -845,8 +958,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                 .with_json(Some(entry)),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only: None },
                 because: "noloss.device.duplicate-identity",
             });
@@ -873,14 +985,12 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
                 };
                 if class == Class::Unplugging {
                     run.steps.push(Step {
-                        kind: rule.kind,
-                        key: key.clone(),
+                        subject: Subject::Device { kind: rule.kind, key: key.clone() },
                         action: Step_::RemovePciFunction { backend: p.backend.path.clone(), index: p.index },
                         because: "noloss.pci.unplugging",
                     });
                     run.steps.push(Step {
-                        kind: rule.kind,
-                        key: key.clone(),
+                        subject: Subject::Device { kind: rule.kind, key: key.clone() },
                         action: Step_::DropJsonEntry { array, only: None },
                         because: "noloss.pci.unplugging",
                     });
@@ -894,8 +1004,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             }
             None => {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only: None },
                     because: "noloss.device.json-only",
                 });
@@ -931,8 +1040,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             .with_evidence(vec![Evidence::new(format!("{}/dev-{}", p.backend.path, p.index), None)]),
         );
         run.steps.push(Step {
-            kind: rule.kind,
-            key: p.device.key.clone(),
+            subject: Subject::Device { kind: rule.kind, key: p.device.key.clone() },
             action: Step_::AddJsonEntry { array, entry: entry.clone() },
             because: "noloss.device.recovered",
         });
@@ -948,6 +1056,10 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
     let ports = usb_ports(&run.xs, run.domid);
     let entries = cfg.devices(array).to_vec();
     let default_key = IdentityKey::CtrlPort { ctrl: -1, port: 0 };
+    // libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record, and
+    // matches JSON usbdevs against those only.
+    let libxl_has_placeholders =
+        entries.is_empty() || matches!(libxl_list(&run.xs, run.domid, rule), Listing::Devices(ref v) if !v.is_empty());
     // A usbdev placed by libxl (no controller or port in the JSON) is identified by its whole
     // entry (its host bus and address); an explicit one by its controller and port.
     let duplicate_of = |i: usize| -> bool {
@@ -995,8 +1107,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                 .with_json(Some(entry.clone())),
             );
             run.steps.push(Step {
-                kind: rule.kind,
-                key,
+                subject: Subject::Device { kind: rule.kind, key },
                 action: Step_::DedupJsonEntries { array, only },
                 because: "noloss.device.duplicate-identity",
             });
@@ -1011,8 +1122,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                         .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only },
                     because: "noloss.usbdev.controller-unplugging",
                 });
@@ -1020,14 +1130,27 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             }
             Some(j) => {
                 let p = &ports[j];
+                let (rule_id, libxl_note) = if key != default_key {
+                    (
+                        "noloss.usbdev.placed",
+                        "; libxl 4.17 lists usbdevs only as (ctrl -1, port 0) placeholders, so it drops one stored with its controller and port",
+                    )
+                } else if !libxl_has_placeholders {
+                    (
+                        "noloss.usbdev.no-libxl-placeholder",
+                        "; libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record and this domain has none, so it drops every usbdev",
+                    )
+                } else {
+                    ("noloss.usbdev.live", "")
+                };
                 run.decisions.push(
                     Decision::new(
                         subject,
-                        "noloss.usbdev.live",
+                        rule_id,
                         Class::Consistent,
                         Action::Kept,
                         format!(
-                            "host device {} is attached at controller {} port {} (libxl 4.17 drops hot-added usbdevs)",
+                            "host device {} is attached at controller {} port {}{libxl_note}",
                             p.busid, p.ctrl, p.port
                         ),
                     )
@@ -1038,8 +1161,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             }
             None => {
                 run.steps.push(Step {
-                    kind: rule.kind,
-                    key: key.clone(),
+                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only },
                     because: "noloss.device.json-only",
                 });
@@ -1084,8 +1206,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
                 .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
         );
         run.steps.push(Step {
-            kind: rule.kind,
-            key,
+            subject: Subject::Device { kind: rule.kind, key },
             action: Step_::AddJsonEntry { array, entry: entry.clone() },
             because: "noloss.device.recovered",
         });

@@ -68,16 +68,10 @@ pub fn to_dot(results: &[Reconciled]) -> String {
                 "    d{d}_step{i} [shape=box, style=\"rounded,bold\", label=\"{}\"];",
                 label(&format!("{}. {step}", i + 1))
             );
-            // The decision about the same device that asked for the step.
-            let asked = r.outcome.decisions.iter().position(|dec| {
-                matches!(&dec.subject, Subject::Device { kind, key } if *kind == step.kind && *key == step.key)
-                    && dec.rule == step.because
-            });
-            let asked = asked.or_else(|| {
-                r.outcome.decisions.iter().position(
-                    |dec| matches!(&dec.subject, Subject::Device { kind, key } if *kind == step.kind && *key == step.key),
-                )
-            });
+            // The decision about the same device (or the domain) that asked for the step.
+            let asked =
+                r.outcome.decisions.iter().position(|dec| dec.subject == step.subject && dec.rule == step.because);
+            let asked = asked.or_else(|| r.outcome.decisions.iter().position(|dec| dec.subject == step.subject));
             if let Some(j) = asked {
                 let _ =
                     writeln!(out, "    d{d}_dec{j} -> d{d}_step{i} [color=\"#555555\", label=\"plans\", fontsize=8];");

@@ -457,6 +457,22 @@ fn decision_json(d: &Decision) -> Value {
     v
 }
 
+/// One plan step: its subject as text, and for a device its kind and key as in [`decision_json`].
+fn step_json(number: usize, s: &Step) -> Value {
+    let mut v = json!({
+        "step": number,
+        "action": s.action.name(),
+        "subject": s.subject.to_string(),
+        "because": s.because,
+        "text": s.to_string(),
+    });
+    if let Subject::Device { kind, key } = &s.subject {
+        v["kind"] = json!(kind.name());
+        v["key"] = json!(key.to_string());
+    }
+    v
+}
+
 /// The explanation as one JSON document (`explain --format json`).
 pub fn explain_json(results: &[Reconciled], policy: Policy) -> String {
     let domains: Vec<Value> = results
@@ -478,14 +494,7 @@ pub fn explain_json(results: &[Reconciled], policy: Policy) -> String {
                     v
                 }).collect::<Vec<_>>(),
                 "devices": r.device_decisions().map(decision_json).collect::<Vec<_>>(),
-                "plan": r.outcome.plan.steps.iter().enumerate().map(|(i, s)| json!({
-                    "step": i + 1,
-                    "action": s.action.name(),
-                    "kind": s.kind.name(),
-                    "key": s.key.to_string(),
-                    "because": s.because,
-                    "text": s.to_string(),
-                })).collect::<Vec<_>>(),
+                "plan": r.outcome.plan.steps.iter().enumerate().map(|(i, s)| step_json(i + 1, s)).collect::<Vec<_>>(),
                 "libxl_log": r.outcome.stderr_lines(),
             })
         })
