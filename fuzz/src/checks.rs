@@ -7,7 +7,7 @@
 //! Every check panics (with a message naming the law) when a law fails; returning normally
 //! means the input is fine, whether it was accepted or rejected with a typed error.
 
-use merge_core::config::{self, normalize_libxl_417, Document};
+use merge_core::config::{self, normalize_libxl_417};
 use merge_core::reconcile::{reconcile, Inputs, JsonReplica, Outcome, Policy};
 use merge_core::testkit::{host, Generated, HostProfile};
 use merge_core::xenstore::{Access, Node, Perm, Perms, Tree};
@@ -18,7 +18,10 @@ use xs_adapter::wire;
 
 /// Every fuzz target by name, with its check: the replay test walks `fuzz/seeds/<name>/` and
 /// `fuzz/regressions/<name>/` through this table.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// One target's law check over the input bytes.
+pub type Check = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Check)] = &[
     ("dump_flat", |d| dump(Format::Flat, d)),
     ("dump_flat_perms", |d| dump(Format::FlatPerms, d)),
     ("dump_tree", |d| dump(Format::Tree, d)),
@@ -272,15 +275,7 @@ impl ReconcileCase {
 
 /// The userdata bytes as libxl reads them.
 fn userdata_replica(bytes: Option<&Vec<u8>>) -> JsonReplica {
-    match bytes {
-        None => JsonReplica::Missing,
-        Some(b) if b.is_empty() => JsonReplica::Empty,
-        Some(b) => match config::parse_document_unvalidated(b) {
-            Ok(Document::Bare(c)) => JsonReplica::Present(c),
-            Ok(Document::Listed(_)) => JsonReplica::Invalid("an xl list -l array".into()),
-            Err(e) => JsonReplica::Invalid(e.to_string()),
-        },
-    }
+    JsonReplica::from_userdata(bytes.map(Vec::as_slice))
 }
 
 /// One damaging edit of the tree, `[op, a, b, c]`; node indexes wrap around the tree's size.

@@ -10,8 +10,8 @@
 
 use merge_core::reconcile::{reconcile, Inputs, JsonReplica, Policy};
 use merge_core::testkit::{host, HostProfile};
-use proptest::strategy::{Strategy, ValueTree};
 use merge_core::xenstore::{Node, Path};
+use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
 fn memkb(c: &merge_core::config::DomainConfig, key: &str) -> Option<u64> {

@@ -6,7 +6,6 @@
 
 #![cfg(feature = "testkit")]
 
-use merge_core::config::{self, Document};
 use merge_core::reconcile::{libxl417, reconcile, Inputs, JsonReplica, Policy};
 use merge_core::testkit::{host, Generated, HostProfile};
 use merge_core::xenstore::Tree;
@@ -19,19 +18,21 @@ fn cases() -> u32 {
 }
 
 fn json_replica(bytes: Option<&Vec<u8>>) -> JsonReplica {
-    match bytes {
-        None => JsonReplica::Missing,
-        Some(b) if b.is_empty() => JsonReplica::Empty,
-        Some(b) => match config::parse_document_unvalidated(b) {
-            Ok(Document::Bare(c)) => JsonReplica::Present(c),
-            Ok(Document::Listed(_)) => JsonReplica::Invalid("not a userdata config".into()),
-            Err(e) => JsonReplica::Invalid(e.to_string()),
-        },
-    }
+    JsonReplica::from_userdata(bytes.map(Vec::as_slice))
 }
 
+/// What a client fetching only what libxl reads holds: the nodes `reads` names, then the
+/// subtrees of the record pointers that lead outside them.
 fn restricted(tree: &Tree) -> Tree {
-    tree.iter().filter(|(p, _)| libxl417::reads(p.as_str())).map(|(p, n)| (p.clone(), n.clone())).collect()
+    let mut small: Tree =
+        tree.iter().filter(|(p, _)| libxl417::reads(p.as_str())).map(|(p, n)| (p.clone(), n.clone())).collect();
+    for pointer in libxl417::pointers_outside(&small) {
+        let Ok(root) = merge_core::xenstore::Path::new(&pointer) else { continue };
+        for (p, n) in tree.subtree(&root) {
+            small.insert(p.clone(), n.clone());
+        }
+    }
+    small
 }
 
 fn check(g: &Generated) -> Result<(), TestCaseError> {

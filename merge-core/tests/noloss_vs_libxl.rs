@@ -23,7 +23,7 @@
 //! Counts (scenarios, domains, differing domains, differences by explanation) are printed for
 //! the closing note. `XLSYNC_PROPTEST_CASES` raises the default case count.
 
-use merge_core::config::{self, print::to_libxl_string, DeviceArray, DomainConfig};
+use merge_core::config::{print::to_libxl_string, DeviceArray, DomainConfig};
 use merge_core::decision::{Action, Class, Decision, Provenance, Subject};
 use merge_core::libxl_log::{self, Site};
 use merge_core::observe::libxl_list::{libxl_list, Listing};
@@ -45,19 +45,8 @@ fn cases() -> u32 {
     std::env::var("XLSYNC_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
 }
 
-/// How libxl reads a userdata file, exactly as the differential law does.
 fn json_replica(bytes: Option<&Vec<u8>>) -> JsonReplica {
-    match bytes {
-        None => JsonReplica::Missing,
-        Some(b) if b.is_empty() => JsonReplica::Empty,
-        Some(b) => match config::parse_document_unvalidated(b) {
-            Ok(config::Document::Bare(c)) => JsonReplica::Present(c),
-            Ok(config::Document::Listed(_)) => {
-                JsonReplica::Invalid("an xl list -l array, not a userdata config".into())
-            }
-            Err(e) => JsonReplica::Invalid(e.to_string()),
-        },
-    }
+    JsonReplica::from_userdata(bytes.map(Vec::as_slice))
 }
 
 // ---------------------------------------------------------------------------------------------

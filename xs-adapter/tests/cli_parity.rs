@@ -123,3 +123,68 @@ fn bare_retrieve_prints_the_userdata_shape() {
     assert_eq!(got, want[0]["config"]);
     assert!(text(&out.stdout).starts_with("{\n    \"c_info\": {\n"), "libxl's 4-space layout");
 }
+
+/// A record whose pointer leads outside what `Scope::Libxl417` fetches (here a vtpm `backend`
+/// moved elsewhere, with a uuid libxl rejects) is followed live as libxl follows it: `--all
+/// --live` still equals `xl list -l`, warning included.
+#[test]
+fn a_record_pointing_outside_the_fetched_nodes_is_followed_live() {
+    use merge_core::testkit::{host, HostProfile};
+    use merge_core::xenstore::{Node, Path};
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = host(HostProfile::clean());
+    let (mut generated, domid) = (0..500)
+        .find_map(|_| {
+            let g = strategy.new_tree(&mut runner).unwrap().current();
+            if g.guests.iter().any(|s| s.uses_qmp()) {
+                return None;
+            }
+            let d = g.guests.iter().map(|s| s.domid).find(|d| {
+                g.scenario
+                    .tree
+                    .text(&format!("/libxl/{d}/device/vtpm/0/backend"))
+                    .is_some_and(|b| b.starts_with("/local/domain/0/"))
+            })?;
+            Some((g, d))
+        })
+        .expect("a generated host with a vtpm and no QEMU");
+    let tree = &mut generated.scenario.tree;
+    let old = tree.text(&format!("/libxl/{domid}/device/vtpm/0/backend")).unwrap().to_string();
+    let moved = format!("/local/domain/0/backend/moved-vtpm/{domid}/0");
+    let nodes: Vec<(String, Node)> = tree
+        .subtree(&Path::new(&old).unwrap())
+        .map(|(p, n)| (format!("{moved}{}", &p.as_str()[old.len()..]), n.clone()))
+        .collect();
+    for (p, n) in nodes {
+        tree.insert_with_parents(Path::new(&p).unwrap(), n, None);
+    }
+    tree.insert(Path::new(&format!("{moved}/uuid")).unwrap(), Node::new(b"not-a-uuid".to_vec()));
+    tree.insert(
+        Path::new(&format!("/libxl/{domid}/device/vtpm/0/backend")).unwrap(),
+        Node::new(moved.clone().into_bytes()),
+    );
+    assert!(merge_core::reconcile::libxl417::pointers_outside(tree).contains(&moved));
+
+    let scenario = &generated.scenario;
+    let host = LiveHost::start(scenario, scenario.scheduler());
+    let want = host.xl_list(&[]);
+    assert!(text(&want.stderr).contains("malformed uuid"), "xl followed the pointer: {}", text(&want.stderr));
+    let got = output(&mut host.xlsync(&[
+        "retrieve",
+        "--all",
+        "--policy",
+        "libxl-4.17",
+        "--scheduler",
+        scenario.scheduler().as_str(),
+        "--hypervisor",
+        host.domains_txt.to_str().unwrap(),
+    ]));
+    assert_eq!(got.status.code(), Some(0), "{}", text(&got.stderr));
+    assert_eq!(text(&got.stdout), text(&want.stdout));
+    // xl also tries dom0, which has no userdata: that one line is xl's alone.
+    let mut xl_lines = lines(&want.stderr);
+    let dom0 = xl_lines.iter().position(|l| l.ends_with("Fail to get domain configuration")).expect("xl's dom0 line");
+    xl_lines.remove(dom0);
+    assert_eq!(lines(&got.stderr), xl_lines);
+}

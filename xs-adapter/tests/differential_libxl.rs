@@ -10,7 +10,7 @@
 
 mod support;
 
-use merge_core::config::{self, DomainConfig};
+use merge_core::config::DomainConfig;
 use merge_core::reconcile::{reconcile, xl_list_json, Inputs, JsonReplica, Outcome, Policy, RetrieveError};
 use merge_core::testkit::{host, Generated, HostProfile, Scenario};
 use proptest::prelude::*;
@@ -23,17 +23,7 @@ fn cases() -> u32 {
 
 /// How libxl reads a userdata file (its parser ignores what it cannot type).
 pub fn json_replica(bytes: Option<&Vec<u8>>) -> JsonReplica {
-    match bytes {
-        None => JsonReplica::Missing,
-        Some(b) if b.is_empty() => JsonReplica::Empty,
-        Some(b) => match config::parse_document_unvalidated(b) {
-            Ok(config::Document::Bare(c)) => JsonReplica::Present(c),
-            Ok(config::Document::Listed(_)) => {
-                JsonReplica::Invalid("an xl list -l array, not a userdata config".into())
-            }
-            Err(e) => JsonReplica::Invalid(e.to_string()),
-        },
-    }
+    JsonReplica::from_userdata(bytes.map(Vec::as_slice))
 }
 
 /// What xlsync says `xl list -l` (all domains) prints for the scenario.

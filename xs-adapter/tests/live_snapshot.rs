@@ -154,12 +154,15 @@ fn host_and_domain_scopes_are_the_right_slices_of_the_store() {
     assert!(one.tree.get_str("/local/domain/0/backend/vbd/4/51712/state").is_none());
 
     // What libxl 4.17 reads: /libxl, each home's name, memory, cpu, domid and vm, dom0's pci
-    // backends; nothing else (no frontend, no vbd backend, no /vm).
+    // backends, vtpm and vusb backends, vsnd frontends; nothing else (no vbd backend, no /vm).
     let libxl = client.snapshot(&options(Scope::Libxl417, Consistency::Watch)).unwrap();
     let libxl_reads = |p: &str| {
         let c: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
         match c.as_slice() {
             ["libxl", ..] | ["local", "domain", "0", "backend", "pci", ..] => true,
+            ["local", "domain", _, "backend", "vtpm" | "vusb", ..] | ["local", "domain", _, "device", "vsnd", ..] => {
+                true
+            }
             ["local", "domain", d] => d.parse::<u32>().is_ok(),
             ["local", "domain", _, part, ..] => ["name", "memory", "cpu", "domid", "vm"].contains(part),
             _ => false,

@@ -63,7 +63,11 @@ mod tests {
         assert_eq!(shape.backend_domains, vec![0, 12]);
         assert_eq!(shape.targets, vec![(4, 3)]);
         let clone = t.clone();
-        t.insert_with_parents(Path::new("/local/domain/3/backend/vbd/9/1/state").unwrap(), Node::new(b"4".to_vec()), None);
+        t.insert_with_parents(
+            Path::new("/local/domain/3/backend/vbd/9/1/state").unwrap(),
+            Node::new(b"4".to_vec()),
+            None,
+        );
         assert_eq!(t.host_shape().backend_domains, vec![0, 12, 3]);
         assert_eq!(clone.host_shape(), &shape, "a clone keeps the facts of its own nodes");
     }

@@ -74,8 +74,11 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 
 /// Whether libxl 4.17's retrieve (this policy) can read the node at `path`, for any domain:
 /// all of `/libxl`, the [`HOME_PARTS_READ`] of every `/local/domain/<D>`, dom0's pci backends
-/// (where libxl reads PCI devices from) and `/local/domain/0/domid`. A snapshot holding only
-/// these nodes gives the same outcome as the whole store (a law in
+/// (libxl reads PCI devices there) and `/local/domain/0/domid`, plus what three kinds' readers
+/// reach through their record's pointers where libxl itself writes them: vtpm and vusb
+/// backends (`uuid`; `usb-ver`, `num-ports`) in any domain, and vsnd frontends (the card's
+/// names and parameters). A snapshot holding these nodes and the subtrees of
+/// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
     let mut c = path.split('/').filter(|s| !s.is_empty());
@@ -83,10 +86,38 @@ pub fn reads(path: &str) -> bool {
     match (c.next(), c.next(), c.next(), c.next(), c.next(), c.next()) {
         (Some("libxl"), _, _, _, _, _) => true,
         (Some("local"), Some("domain"), Some("0"), Some("backend"), Some("pci"), _) => true,
+        (Some("local"), Some("domain"), Some(b), Some("backend"), Some("vtpm" | "vusb"), _) => is_domid(b),
         (Some("local"), Some("domain"), Some(d), None, _, _) => is_domid(d),
+        (Some("local"), Some("domain"), Some(d), Some("device"), Some("vsnd"), _) => is_domid(d),
         (Some("local"), Some("domain"), Some(d), Some(part), _, _) => is_domid(d) && HOME_PARTS_READ.contains(&part),
         _ => false,
     }
+}
+
+/// The record pointers libxl 4.17 follows (a vtpm's or vusb's `backend`, a vsnd's `frontend`)
+/// whose targets [`reads`] does not cover: only a damaged record points elsewhere. A client
+/// that fetched only [`reads`] fetches these subtrees too.
+pub fn pointers_outside(tree: &crate::xenstore::Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, node) in tree.iter() {
+        let mut c = path.as_str().split('/').filter(|s| !s.is_empty());
+        let followed = matches!(
+            (c.next(), c.next(), c.next(), c.next(), c.next(), c.next(), c.next()),
+            (Some("libxl"), Some(_), Some("device"), Some("vtpm" | "vusb"), Some(_), Some("backend"), None)
+                | (Some("libxl"), Some(_), Some("device"), Some("vsnd"), Some(_), Some("frontend"), None)
+        );
+        if !followed {
+            continue;
+        }
+        // As C reads it: up to the first NUL.
+        let target = String::from_utf8_lossy(node.value.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
+        if !reads(&target) && crate::xenstore::Path::new(&target).is_ok_and(|p| p.is_absolute()) {
+            out.push(target);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 pub fn retrieve(inputs: Inputs<'_>) -> Outcome {

@@ -47,6 +47,25 @@ pub enum JsonReplica {
     Present(DomainConfig),
 }
 
+impl JsonReplica {
+    /// A userdata file's bytes (`None`: no file) as libxl 4.17 takes them: a zero-length file
+    /// is [`JsonReplica::Empty`]; otherwise only the syntax is checked, because libxl's parser
+    /// ignores what it cannot type (what it makes of odd fields is the policy's business).
+    pub fn from_userdata(bytes: Option<&[u8]>) -> JsonReplica {
+        match bytes {
+            None => JsonReplica::Missing,
+            Some([]) => JsonReplica::Empty,
+            Some(b) => match crate::config::parse_document_unvalidated(b) {
+                Ok(crate::config::Document::Bare(c)) => JsonReplica::Present(c),
+                Ok(crate::config::Document::Listed(_)) => {
+                    JsonReplica::Invalid("an xl list -l array, not a userdata config".into())
+                }
+                Err(e) => JsonReplica::Invalid(e.to_string()),
+            },
+        }
+    }
+}
+
 /// Everything one reconcile needs, as values.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -165,10 +184,17 @@ mod tests {
     fn xl_list_json_is_the_whole_document_in_libxl_layout() {
         let a = serde_json::json!({"c_info": {"name": "a\n\"b", "type": "pv"}, "disks": [], "b_info": {"avail_vcpus": [0, 1]}});
         let b = serde_json::json!({});
-        for outcomes in [vec![], vec![outcome(3, None)], vec![outcome(1, Some(a.clone()))], vec![outcome(1, Some(a)), outcome(2, None), outcome(7, Some(b))]] {
+        for outcomes in [
+            vec![],
+            vec![outcome(3, None)],
+            vec![outcome(1, Some(a.clone()))],
+            vec![outcome(1, Some(a)), outcome(2, None), outcome(7, Some(b))],
+        ] {
             let items: Vec<serde_json::Value> = outcomes
                 .iter()
-                .filter_map(|o| o.config.as_ref().ok().map(|c| serde_json::json!({"domid": o.domid, "config": c.as_object()})))
+                .filter_map(|o| {
+                    o.config.as_ref().ok().map(|c| serde_json::json!({"domid": o.domid, "config": c.as_object()}))
+                })
                 .collect();
             let whole = crate::config::print::to_libxl_string(&serde_json::Value::Array(items)) + "\n";
             assert_eq!(xl_list_json(&outcomes), whole);

@@ -1116,33 +1116,36 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         match verdict[i] {
             Some(j) if ports[j].controller_leaving => {
                 let p = &ports[j];
+                // The state is unplugging; where libxl also drops the entry, the rule says why.
+                let (rule_id, libxl_note) = match usbdev_libxl_divergence(key != default_key, libxl_has_placeholders) {
+                    Some((rule_id, note)) => (rule_id, note),
+                    None => ("noloss.usbdev.controller-unplugging", ""),
+                };
                 run.decisions.push(
-                    Decision::new(subject, "noloss.usbdev.controller-unplugging", Class::Unplugging, Action::Kept, format!("host device {} is attached at controller {} port {}, but the controller is being unplugged", p.busid, p.ctrl, p.port))
-                        .with_json(Some(entry.clone()))
-                        .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
+                    Decision::new(
+                        subject,
+                        rule_id,
+                        Class::Unplugging,
+                        Action::Kept,
+                        format!(
+                            "host device {} is attached at controller {} port {}, but the controller is being unplugged{libxl_note}",
+                            p.busid, p.ctrl, p.port
+                        ),
+                    )
+                    .with_json(Some(entry.clone()))
+                    .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
                 run.steps.push(Step {
                     subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::DropJsonEntry { array, only },
-                    because: "noloss.usbdev.controller-unplugging",
+                    because: rule_id,
                 });
                 kept.push(entry.clone());
             }
             Some(j) => {
                 let p = &ports[j];
-                let (rule_id, libxl_note) = if key != default_key {
-                    (
-                        "noloss.usbdev.placed",
-                        "; libxl 4.17 lists usbdevs only as (ctrl -1, port 0) placeholders, so it drops one stored with its controller and port",
-                    )
-                } else if !libxl_has_placeholders {
-                    (
-                        "noloss.usbdev.no-libxl-placeholder",
-                        "; libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record and this domain has none, so it drops every usbdev",
-                    )
-                } else {
-                    ("noloss.usbdev.live", "")
-                };
+                let (rule_id, libxl_note) = usbdev_libxl_divergence(key != default_key, libxl_has_placeholders)
+                    .unwrap_or(("noloss.usbdev.live", ""));
                 run.decisions.push(
                     Decision::new(
                         subject,
@@ -1228,5 +1231,24 @@ fn passthrough_kind(run: &mut Run<'_>, cfg: &DomainConfig, rule: &'static KindRu
             )
             .with_json(Some(entry.clone())),
         );
+    }
+}
+
+/// Why libxl 4.17 drops a usbdev that no-loss keeps, if it does: the rule id and a clause for
+/// the decision's reason. libxl lists usbdevs only as `(ctrl -1, port 0)` placeholders, one per
+/// usb controller record, and matches JSON entries against them.
+fn usbdev_libxl_divergence(placed: bool, libxl_has_placeholders: bool) -> Option<(&'static str, &'static str)> {
+    if placed {
+        Some((
+            "noloss.usbdev.placed",
+            "; libxl 4.17 lists usbdevs only as (ctrl -1, port 0) placeholders, so it drops one stored with its controller and port",
+        ))
+    } else if !libxl_has_placeholders {
+        Some((
+            "noloss.usbdev.no-libxl-placeholder",
+            "; libxl 4.17 lists one (ctrl -1, port 0) placeholder per usb controller record and this domain has none, so it drops every usbdev",
+        ))
+    } else {
+        None
     }
 }

@@ -229,7 +229,16 @@ impl OpenedSources {
                 if select.domids.is_empty() {
                     // libxl 4.17 reads a fraction of the store: fetch only that.
                     let scope = if policy == Policy::Libxl417 { Scope::Libxl417 } else { Scope::Host };
-                    let tree = snap(&mut client, scope)?;
+                    let mut tree = snap(&mut client, scope.clone())?;
+                    if scope == Scope::Libxl417 {
+                        // A damaged record may point libxl elsewhere: read there too.
+                        for pointer in merge_core::reconcile::libxl417::pointers_outside(&tree) {
+                            let Ok(root) = Path::new(&pointer) else { continue };
+                            for (p, n) in snap(&mut client, Scope::Subtree(root))?.iter() {
+                                tree.insert(p.clone(), n.clone());
+                            }
+                        }
+                    }
                     let origin = client.endpoint().to_string();
                     let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
                     let trees = domids.iter().map(|_| tree.clone()).collect();

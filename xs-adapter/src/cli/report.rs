@@ -65,7 +65,8 @@ impl Reconciled {
 pub fn reconcile_all(loaded: LoadedHost) -> Vec<Reconciled> {
     let LoadedHost { policy, host, domains, .. } = loaded;
     let one = |inputs: DomainInputs| {
-        let outcome = reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host: &host }, policy);
+        let outcome =
+            reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host: &host }, policy);
         Reconciled { inputs, outcome }
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(domains.len() / 16).max(1);

@@ -89,9 +89,9 @@ pub enum Scope {
     Subtree(Path),
     /// What libxl 4.17's retrieve reads for every domain
     /// ([`merge_core::reconcile::libxl417::reads`]: `/libxl`, each home's name, memory and
-    /// vcpus, dom0's pci backends), plus each home's `vm` (the uuid, when no hypervisor input
-    /// gives it). Enough for `--policy libxl-4.17`, and a fraction of [`Scope::Host`]: no
-    /// frontends, no backends but PCI, no `/vm`.
+    /// vcpus, dom0's pci backends, vtpm and vusb backends, vsnd frontends), plus each home's `vm`
+    /// (the uuid, when no hypervisor input gives it). A fraction of [`Scope::Host`]. Record
+    /// pointers leading elsewhere (`libxl417::pointers_outside`) are the caller's to fetch.
     Libxl417,
 }
 
@@ -247,9 +247,10 @@ impl Rules {
         match &self.scope {
             Scope::Subtree(root) => Path::new(path).is_ok_and(|p| root.starts_with(&p)),
             Scope::Host => matches!(c.as_slice(), [] | ["local"] | ["local", "domain"]),
-            Scope::Libxl417 => {
-                matches!(c.as_slice(), [] | ["local"] | ["local", "domain"] | ["local", "domain", "0", "backend"])
-            }
+            Scope::Libxl417 => matches!(
+                c.as_slice(),
+                [] | ["local"] | ["local", "domain"] | ["local", "domain", _, "backend" | "device"]
+            ),
             Scope::Domain(_) => matches!(
                 c.as_slice(),
                 [] | ["local"]
