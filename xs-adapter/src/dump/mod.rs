@@ -157,7 +157,11 @@ pub fn read(input: &[u8], opts: &ReadOptions) -> Result<Snapshot, DumpError> {
 /// (no permissions) or `)` (permissions). Lines that end otherwise (a `" ` of unreadable
 /// permissions, a cut line) only decide it when nothing else does.
 fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> {
+    // A value line that ends ambiguously decides before an unreadable node does: `<path>:`
+    // with a blank line after it is what both `-f` and `-fp` print when the permissions cannot
+    // be read, while `= "<value>" ` (a trailing space) is `-fp`'s alone.
     let mut fallback = None;
+    let mut unreadable_fallback = None;
     // `  (<perms>)` after an unreadable node exists only with `-p`.
     let mut perms_lines = false;
     for line in lines {
@@ -184,7 +188,7 @@ fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> 
             (false, false) => Format::Tree,
         };
         if token.ends_with(b":") && after.is_empty() {
-            fallback = fallback.or(Some((fallback_format(false), line.no)));
+            unreadable_fallback = unreadable_fallback.or(Some((fallback_format(false), line.no)));
             continue;
         }
         if token.is_empty() || !after.starts_with(b" = \"") {
@@ -197,7 +201,7 @@ fn detect<'a>(lines: impl Iterator<Item = Line<'a>>) -> Option<(Format, usize)> 
             _ => fallback = fallback.or(Some((fallback_format(false), line.no))),
         }
     }
-    fallback.map(|(format, line)| match (format, perms_lines) {
+    fallback.or(unreadable_fallback).map(|(format, line)| match (format, perms_lines) {
         (Format::Flat, true) => (Format::FlatPerms, line),
         (Format::Tree, true) => (Format::TreePerms, line),
         _ => (format, line),
