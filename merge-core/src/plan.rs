@@ -47,6 +47,9 @@ pub enum Action {
     RemoveStaleFrontend { path: String },
     /// Rewrite libxl's private record from the live backend.
     RewriteRecord { record: String, backend: String, frontend: Option<String> },
+    /// Write back a backend node that libxl's reader rejects (a vtpm's `uuid`, which libxl
+    /// reads from the backend) with the value the JSON holds; its permissions stay.
+    RestoreBackendNode { path: String, value: String },
     /// Destroy a domain whose creation never committed its configuration (no userdata file):
     /// what libxl's own failure path does (`libxl__domain_destroy` from `domcreate_complete`),
     /// since the template (kernel, cmdline, disk formats, …) is nowhere in xenstore and the
@@ -61,6 +64,7 @@ impl Action {
     fn phase(&self) -> u8 {
         match self {
             Action::WaitForConnection { .. } => 0,
+            Action::RestoreBackendNode { .. } => 1,
             Action::RewriteRecord { .. } => 1,
             Action::FinishUnplug { .. } => 2,
             Action::RemovePciFunction { .. } => 2,
@@ -87,6 +91,7 @@ impl Action {
             Action::ReapNodes { .. } => "reap-nodes",
             Action::RemoveStaleFrontend { .. } => "remove-stale-frontend",
             Action::RewriteRecord { .. } => "rewrite-record",
+            Action::RestoreBackendNode { .. } => "restore-backend-node",
             Action::DestroyHalfCreatedDomain { .. } => "destroy-half-created-domain",
         }
     }
@@ -117,6 +122,7 @@ impl fmt::Display for Step {
             Action::ReapNodes { paths } => write!(f, " ({})", paths.join(", ")),
             Action::RemoveStaleFrontend { path } => write!(f, " ({path})"),
             Action::RewriteRecord { record, .. } => write!(f, " ({record})"),
+            Action::RestoreBackendNode { path, value } => write!(f, " ({path} = {value})"),
             Action::DestroyHalfCreatedDomain { domid } => {
                 write!(f, " (domid {domid}: its creation never committed the configuration)")
             }
@@ -390,6 +396,12 @@ pub fn apply_replicas(plan: &Plan, json: &DomainConfig, tree: &Tree) -> (Option<
                 }
                 if let (Some(f), Ok(p)) = (frontend, rp.join("frontend")) {
                     tree.insert(p, Node::new(f.as_bytes().to_vec()));
+                }
+            }
+            Action::RestoreBackendNode { path: node, value } => {
+                if let Some(p) = path(node) {
+                    let perms = tree.get(&p).and_then(|n| n.perms.clone());
+                    tree.insert(p, Node::new(value.as_bytes().to_vec()).with_perms(perms));
                 }
             }
             // Done above, before the JSON is needed.

@@ -618,6 +618,25 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 }
             );
             if matches!(class, Class::Consistent | Class::Plugging) {
+                // libxl's vtpm reader takes the uuid from the backend: a rewritten record would
+                // still be rejected while the backend's uuid is not one. The JSON knows it.
+                if rule.kind == DeviceKind::Vtpm {
+                    let uuid_path = format!("{}/uuid", b.path);
+                    let rejected =
+                        run.xs.value(&uuid_path).is_some_and(|u| crate::observe::libxl_list::parse_uuid(&u).is_none());
+                    let known = entry
+                        .get("uuid")
+                        .and_then(Value::as_str)
+                        .filter(|u| crate::observe::libxl_list::parse_uuid(u).is_some());
+                    if let (true, Some(uuid)) = (rejected, known) {
+                        d.reason.push_str("; the backend's uuid is restored from the JSON");
+                        run.steps.push(Step {
+                            subject: Subject::Device { kind: rule.kind, key: key.clone() },
+                            action: Step_::RestoreBackendNode { path: uuid_path, value: uuid.to_string() },
+                            because: "noloss.device.record-missing",
+                        });
+                    }
+                }
                 run.steps.push(Step {
                     subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::RewriteRecord {
