@@ -827,6 +827,12 @@ fn xenstore_only(
             let mut fields = dev.fields.clone();
             if rule.kind == DeviceKind::Disk {
                 recover_disk_extras(run, b, &mut fields);
+                // An empty drive, decided from the same record as for a live JSON entry (the
+                // disk media rule), so the recovered entry is already what a second pass gives.
+                if dev.removable != 0 && dev.pdev_path.as_deref().is_none_or(str::is_empty) {
+                    fields.insert("pdev_path".into(), "".into());
+                    fields.insert("format".into(), "empty".into());
+                }
             }
             let entry = entry_from_fields(rule, &fields);
             let unknown: Vec<&str> = rule.unrecoverable.iter().copied().filter(|f| !fields.contains_key(*f)).collect();
@@ -942,12 +948,6 @@ fn recover_disk_extras(run: &Run<'_>, b: &Backend, fields: &mut Object) {
         };
         if let Some(f) = format {
             fields.insert("format".into(), f.into());
-        }
-        let medium = params.split_once(':').map_or(params.as_str(), |(_, m)| m);
-        if medium.is_empty() && fields.get("removable").and_then(Value::as_i64).unwrap_or(0) != 0 {
-            // An empty drive, as the disk media rule would leave it.
-            fields.insert("pdev_path".into(), "".into());
-            fields.insert("format".into(), "empty".into());
         }
     }
     if let Some(s) = run.xs.value(&format!("{}/script", b.path)) {
