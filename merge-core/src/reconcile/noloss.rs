@@ -834,6 +834,11 @@ fn xenstore_only(
                     fields.insert("format".into(), "empty".into());
                 }
             }
+            // The device is the one at this directory number: a backend whose copy of it
+            // (a nic's `handle`) reads otherwise must not make it another device's duplicate.
+            if rule.identity == IdentityRule::Devid {
+                fields.insert("devid".into(), ev.devid.into());
+            }
             let entry = entry_from_fields(rule, &fields);
             let unknown: Vec<&str> = rule.unrecoverable.iter().copied().filter(|f| !fields.contains_key(*f)).collect();
             let (class, why) = lifecycle(b);
