@@ -536,7 +536,16 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             continue;
         }
         seen_keys.push(key.clone());
-        let found = json_devid(rule, &entry, i).and_then(|d| evidence.iter().position(|e| e.devid == d));
+        // By directory number; else (a disk whose vdev names no devid, e.g. an empty `dev`
+        // copied from a damaged record) by the identity an unmatched device's record gives, so
+        // an entry recovered from that record is recognised on the next pass.
+        let found =
+            json_devid(rule, &entry, i).and_then(|d| evidence.iter().position(|e| e.devid == d)).or_else(|| {
+                evidence
+                    .iter()
+                    .enumerate()
+                    .position(|(j, e)| !used[j] && e.devid >= 0 && xs_identity(run, rule, e, e.good_record()) == key)
+            });
         let Some(j) = found else {
             json_only(run, rule, array, key, entry, None);
             continue;
