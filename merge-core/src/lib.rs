@@ -1,7 +1,7 @@
 //! merge-core: the pure heart of xlsync.
 //!
-//! **Architecture invariant:** no IO of any kind. No `std::fs`, `std::net`, `std::process`,
-//! `std::env`, no clock, no randomness, no threads. Every input (the JSON replica, the xenstore
+//! **Architecture invariant:** no IO of any kind: no files, sockets, processes or environment
+//! variables, no clock, no randomness, no threads. Every input (the JSON replica, the xenstore
 //! snapshot, the hypervisor's answers) arrives as a value, and every effect (the merged config,
 //! the decisions, the repair plan) leaves as a value, so any behaviour can be reproduced from
 //! values in a test. See ARCHITECTURE.md.

@@ -19,6 +19,20 @@ fn assert_same(name: &str, how: &str, got: &Output, want: &Output) {
     assert_eq!(lines(&got.stderr), lines(&want.stderr), "{name} ({how}): stderr lines");
 }
 
+/// `xlsync retrieve <select> --policy libxl-4.17 --live` against `host`, with its domains.txt.
+fn live_retrieve(host: &LiveHost, sched: &str, select: &str) -> Output {
+    output(&mut host.xlsync(&[
+        "retrieve",
+        select,
+        "--policy",
+        "libxl-4.17",
+        "--scheduler",
+        sched,
+        "--hypervisor",
+        host.domains_txt.to_str().unwrap(),
+    ]))
+}
+
 #[test]
 fn retrieve_equals_xl_list_on_every_spike_scenario() {
     for name in SPIKE_SCENARIOS {
@@ -66,30 +80,12 @@ fn retrieve_equals_xl_list_on_every_spike_scenario() {
         assert_same(name, "xenstore-ls -fp on stdin", &from_dump, &want);
 
         // 3. Live, from the same daemon and the libxl userdata directory xl read.
-        let live = output(&mut host.xlsync(&[
-            "retrieve",
-            "1",
-            "--policy",
-            "libxl-4.17",
-            "--scheduler",
-            sched,
-            "--hypervisor",
-            host.domains_txt.to_str().unwrap(),
-        ]));
+        let live = live_retrieve(&host, sched, "1");
         assert_same(name, "live", &live, &want);
 
         // 4. Live, every domain: `--all` fetches only the nodes libxl reads
         // (`Scope::Libxl417`); stdout equals `xl list -l` of every domain.
-        let all = output(&mut host.xlsync(&[
-            "retrieve",
-            "--all",
-            "--policy",
-            "libxl-4.17",
-            "--scheduler",
-            sched,
-            "--hypervisor",
-            host.domains_txt.to_str().unwrap(),
-        ]));
+        let all = live_retrieve(&host, sched, "--all");
         let xl_all = host.xl_list(&[]);
         assert_eq!(all.status.code(), Some(0), "{name}: {}", text(&all.stderr));
         assert_eq!(text(&all.stdout), text(&xl_all.stdout), "{name}: --all --live differs from xl list -l");
@@ -170,16 +166,7 @@ fn a_record_pointing_outside_the_fetched_nodes_is_followed_live() {
     let host = LiveHost::start(scenario, scenario.scheduler());
     let want = host.xl_list(&[]);
     assert!(text(&want.stderr).contains("malformed uuid"), "xl followed the pointer: {}", text(&want.stderr));
-    let got = output(&mut host.xlsync(&[
-        "retrieve",
-        "--all",
-        "--policy",
-        "libxl-4.17",
-        "--scheduler",
-        scenario.scheduler().as_str(),
-        "--hypervisor",
-        host.domains_txt.to_str().unwrap(),
-    ]));
+    let got = live_retrieve(&host, scenario.scheduler().as_str(), "--all");
     assert_eq!(got.status.code(), Some(0), "{}", text(&got.stderr));
     assert_eq!(text(&got.stdout), text(&want.stdout));
     // xl also tries dom0, which has no userdata: that one line is xl's alone.

@@ -47,6 +47,39 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
     }
 }
 
+/// `xl list -l`'s output: `[{"domid": D, "config": {...}}, ...]` in libxl's layout, followed by
+/// the newline yajl's buffer ends in and the one xl's `printf("%s\n")` adds. Printed around each
+/// config in place, so a host's configs are not copied into one document first.
+pub fn to_xl_list_string(domains: &[(u32, &serde_json::Map<String, Value>)]) -> String {
+    let mut out = String::with_capacity(4096 * domains.len().max(1));
+    out.push_str("[\n");
+    if domains.is_empty() {
+        out.push('\n');
+    }
+    for (i, (domid, config)) in domains.iter().enumerate() {
+        indent(&mut out, 1);
+        out.push_str("{\n");
+        indent(&mut out, 2);
+        write_string(&mut out, "domid");
+        out.push_str(": ");
+        out.push_str(&domid.to_string());
+        out.push_str(",\n");
+        indent(&mut out, 2);
+        write_string(&mut out, "config");
+        out.push_str(": ");
+        write_object(&mut out, config, 2);
+        out.push('\n');
+        indent(&mut out, 1);
+        out.push('}');
+        if i + 1 < domains.len() {
+            out.push(',');
+        }
+        out.push('\n');
+    }
+    out.push_str("]\n\n");
+    out
+}
+
 /// An object nested `depth` levels deep (its first line is not indented: it follows a key),
 /// so a caller can print a document around it without building it as one [`Value`].
 pub fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, depth: usize) {

@@ -99,7 +99,8 @@ pub fn reads(path: &str) -> bool {
 /// that fetched only [`reads`] fetches these subtrees too.
 pub fn pointers_outside(tree: &crate::xenstore::Tree) -> Vec<String> {
     let mut out = Vec::new();
-    for (path, node) in tree.iter() {
+    // Every pointer libxl follows lives in a `/libxl` record: one range scan.
+    for (path, node) in tree.subtree(&crate::xenstore::Path::new("/libxl").expect("a valid path")) {
         let mut c = path.as_str().split('/').filter(|s| !s.is_empty());
         let followed = matches!(
             (c.next(), c.next(), c.next(), c.next(), c.next(), c.next(), c.next()),
@@ -233,8 +234,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
     overwrite(
         run,
         &mut cfg,
-        "c_info",
-        "name",
+        "c_info.name",
         Some(Value::from(name.clone())),
         Provenance::Xenstore(name_path.clone()),
         vec![Evidence::new(name_path, Some(name))],
@@ -242,7 +242,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
 
     // Step 8: the uuid, from the hypervisor's domain handle.
     let uuid = crate::observe::libxl_list::parse_uuid(&hv.uuid).filter(|u| u != "00000000-0000-0000-0000-000000000000");
-    overwrite(run, &mut cfg, "c_info", "uuid", uuid.map(Value::from), Provenance::Hypervisor("domain handle"), vec![]);
+    overwrite(run, &mut cfg, "c_info.uuid", uuid.map(Value::from), Provenance::Hypervisor("domain handle"), vec![]);
 
     // Step 9: avail_vcpus.
     avail_vcpus(run, &mut cfg, &json, build_type, dm_evidence, qemu_cpus)?;
@@ -266,42 +266,12 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
 fn overwrite(
     run: &mut Run<'_>,
     cfg: &mut DomainConfig,
-    section: &'static str,
-    key: &'static str,
+    field: &'static str,
     value: Option<Value>,
     provenance: Provenance,
     evidence: Vec<Evidence>,
 ) {
-    let field: &'static str = match (section, key) {
-        ("c_info", "name") => "c_info.name",
-        ("c_info", "uuid") => "c_info.uuid",
-        ("b_info", "avail_vcpus") => "b_info.avail_vcpus",
-        ("b_info", "target_memkb") => "b_info.target_memkb",
-        ("b_info", "max_memkb") => "b_info.max_memkb",
-        ("b_info", "sched_params") => "b_info.sched_params",
-        _ => "field",
-    };
-    let old = match section {
-        "c_info" => cfg.c_info().and_then(|o| o.get(key)).cloned(),
-        _ => cfg.b_info().and_then(|o| o.get(key)).cloned(),
-    };
-    let class = if old == value { Class::Consistent } else { Class::Overwritten };
-    run.decisions.push(
-        Decision::new(
-            Subject::Field(field),
-            "libxl417.field.overwrite",
-            class,
-            Action::Overwritten,
-            format!("{field} comes from {provenance}"),
-        )
-        .with_json(old)
-        .with_evidence(evidence)
-        .with_provenance(field, provenance),
-    );
-    match section {
-        "c_info" => cfg.set_c_info(key, value),
-        _ => cfg.set_b_info(key, value),
-    }
+    run.decisions.push(super::overwrite_field(cfg, "libxl417.field.overwrite", field, value, provenance, evidence));
 }
 
 fn avail_vcpus(
@@ -381,7 +351,7 @@ fn avail_vcpus(
         }
     };
     let value = if cpus.is_empty() { None } else { Some(Value::Array(cpus.into_iter().map(Value::from).collect())) };
-    overwrite(run, cfg, "b_info", "avail_vcpus", value, provenance, evidence);
+    overwrite(run, cfg, "b_info.avail_vcpus", value, provenance, evidence);
     Ok(())
 }
 
@@ -456,12 +426,11 @@ fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Res
     if json.b_info_u64("video_memkb").is_none() {
         ev_target.push(Evidence::new("json:b_info.video_memkb (absent: libxl adds 2^64-1)", None));
     }
-    overwrite(run, cfg, "b_info", "target_memkb", memkb(new_target), Provenance::Xenstore(target_path), ev_target);
+    overwrite(run, cfg, "b_info.target_memkb", memkb(new_target), Provenance::Xenstore(target_path), ev_target);
     overwrite(
         run,
         cfg,
-        "b_info",
-        "max_memkb",
+        "b_info.max_memkb",
         memkb(max_kb),
         Provenance::Xenstore(max_path.clone()),
         vec![Evidence::new(max_path, Some(max))],
@@ -504,8 +473,7 @@ fn sched_params(run: &mut Run<'_>, cfg: &mut DomainConfig, hv: &HypervisorDomain
     overwrite(
         run,
         cfg,
-        "b_info",
-        "sched_params",
+        "b_info.sched_params",
         Some(Value::Object(obj)),
         Provenance::Hypervisor("cpupool scheduler"),
         vec![],

@@ -124,6 +124,47 @@ impl Outcome {
     }
 }
 
+/// The JSON's value of a domain-level `field` (`"c_info.name"`, `"b_info.max_memkb"`).
+fn field_value(cfg: &DomainConfig, field: &str) -> Option<serde_json::Value> {
+    let (section, key) = field.split_once('.').expect("section.key");
+    match section {
+        "c_info" => cfg.c_info().and_then(|o| o.get(key)).cloned(),
+        _ => cfg.b_info().and_then(|o| o.get(key)).cloned(),
+    }
+}
+
+/// Sets a domain-level `field` to `value` (from `provenance`) and returns the decision that
+/// says so under `rule`: consistent when the JSON already held that value, overwritten
+/// otherwise. Both policies overwrite the same fields this way.
+fn overwrite_field(
+    cfg: &mut DomainConfig,
+    rule: &'static str,
+    field: &'static str,
+    value: Option<serde_json::Value>,
+    provenance: crate::decision::Provenance,
+    evidence: Vec<crate::decision::Evidence>,
+) -> Decision {
+    use crate::decision::{Action, Class, Subject};
+    let old = field_value(cfg, field);
+    let class = if old == value { Class::Consistent } else { Class::Overwritten };
+    let (section, key) = field.split_once('.').expect("section.key");
+    let decision = Decision::new(
+        Subject::Field(field),
+        rule,
+        class,
+        Action::Overwritten,
+        format!("{field} comes from {provenance}"),
+    )
+    .with_json(old)
+    .with_evidence(evidence)
+    .with_provenance(field, provenance);
+    match section {
+        "c_info" => cfg.set_c_info(key, value),
+        _ => cfg.set_b_info(key, value),
+    }
+    decision
+}
+
 /// Reconciles one domain under `policy`.
 pub fn reconcile(inputs: Inputs<'_>, policy: Policy) -> Outcome {
     match policy {
@@ -136,29 +177,9 @@ pub fn reconcile(inputs: Inputs<'_>, policy: Policy) -> Outcome {
 /// domain whose retrieve succeeded, in the given order, printed in libxl's layout, followed by
 /// the extra newline xl adds.
 pub fn xl_list_json<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
-    // The layout of `[{"domid": N, "config": {...}}, ...]` as yajl prints it, written around
-    // each config in place: a host's configs are not copied into one document first.
-    let listed: Vec<(u32, &DomainConfig)> =
-        outcomes.into_iter().filter_map(|o| o.config.as_ref().ok().map(|c| (o.domid, c))).collect();
-    let mut out = String::with_capacity(4096 * listed.len().max(1));
-    out.push_str("[\n");
-    if listed.is_empty() {
-        out.push('\n');
-    }
-    for (i, (domid, config)) in listed.iter().enumerate() {
-        out.push_str("    {\n        \"domid\": ");
-        out.push_str(&domid.to_string());
-        out.push_str(",\n        \"config\": ");
-        crate::config::print::write_object(&mut out, config.as_object(), 2);
-        out.push_str("\n    }");
-        if i + 1 < listed.len() {
-            out.push(',');
-        }
-        out.push('\n');
-    }
-    // yajl's buffer ends in a newline, and xl prints it with `printf("%s\n")`.
-    out.push_str("]\n\n");
-    out
+    let listed: Vec<(u32, &serde_json::Map<String, serde_json::Value>)> =
+        outcomes.into_iter().filter_map(|o| o.config.as_ref().ok().map(|c| (o.domid, c.as_object()))).collect();
+    crate::config::print::to_xl_list_string(&listed)
 }
 
 #[cfg(test)]

@@ -175,36 +175,11 @@ fn field_decision(
     provenance: Provenance,
     evidence: Vec<Evidence>,
 ) {
-    let (section, key) = field.split_once('.').expect("section.key");
-    let old = match section {
-        "c_info" => cfg.c_info().and_then(|o| o.get(key)).cloned(),
-        _ => cfg.b_info().and_then(|o| o.get(key)).cloned(),
-    };
-    let class = if old == value { Class::Consistent } else { Class::Overwritten };
-    run.decisions.push(
-        Decision::new(
-            Subject::Field(field),
-            "noloss.field.runtime",
-            class,
-            Action::Overwritten,
-            format!("{field} comes from {provenance}"),
-        )
-        .with_json(old)
-        .with_evidence(evidence)
-        .with_provenance(field, provenance),
-    );
-    match section {
-        "c_info" => cfg.set_c_info(key, value),
-        _ => cfg.set_b_info(key, value),
-    }
+    run.decisions.push(super::overwrite_field(cfg, "noloss.field.runtime", field, value, provenance, evidence));
 }
 
 fn keep_json_field(run: &mut Run<'_>, cfg: &DomainConfig, field: &'static str, why: String, evidence: Vec<Evidence>) {
-    let (section, key) = field.split_once('.').expect("section.key");
-    let old = match section {
-        "c_info" => cfg.c_info().and_then(|o| o.get(key)).cloned(),
-        _ => cfg.b_info().and_then(|o| o.get(key)).cloned(),
-    };
+    let old = super::field_value(cfg, field);
     run.decisions.push(
         Decision::new(Subject::Field(field), "noloss.field.kept-from-json", Class::FromJson, Action::Kept, why)
             .with_json(old)
@@ -1147,52 +1122,42 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
             continue;
         }
         match verdict[i] {
-            Some(j) if ports[j].controller_leaving => {
-                let p = &ports[j];
-                // The state is unplugging; where libxl also drops the entry, the rule says why.
-                let (rule_id, libxl_note) = match usbdev_libxl_divergence(key != default_key, libxl_has_placeholders) {
-                    Some((rule_id, note)) => (rule_id, note),
-                    None => ("noloss.usbdev.controller-unplugging", ""),
-                };
-                run.decisions.push(
-                    Decision::new(
-                        subject,
-                        rule_id,
-                        Class::Unplugging,
-                        Action::Kept,
-                        format!(
-                            "host device {} is attached at controller {} port {}, but the controller is being unplugged{libxl_note}",
-                            p.busid, p.ctrl, p.port
-                        ),
-                    )
-                    .with_json(Some(entry.clone()))
-                    .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
-                );
-                run.steps.push(Step {
-                    subject: Subject::Device { kind: rule.kind, key: key.clone() },
-                    action: Step_::DropJsonEntry { array, only },
-                    because: rule_id,
-                });
-                kept.push(entry.clone());
-            }
             Some(j) => {
                 let p = &ports[j];
-                let (rule_id, libxl_note) = usbdev_libxl_divergence(key != default_key, libxl_has_placeholders)
-                    .unwrap_or(("noloss.usbdev.live", ""));
+                // An unplugging controller takes its ports with it; where libxl also drops the
+                // entry, the rule says why.
+                let (class, state, own_rule) = if p.controller_leaving {
+                    (
+                        Class::Unplugging,
+                        ", but the controller is being unplugged",
+                        "noloss.usbdev.controller-unplugging",
+                    )
+                } else {
+                    (Class::Consistent, "", "noloss.usbdev.live")
+                };
+                let (rule_id, libxl_note) =
+                    usbdev_libxl_divergence(key != default_key, libxl_has_placeholders).unwrap_or((own_rule, ""));
                 run.decisions.push(
                     Decision::new(
                         subject,
                         rule_id,
-                        Class::Consistent,
+                        class,
                         Action::Kept,
                         format!(
-                            "host device {} is attached at controller {} port {}{libxl_note}",
+                            "host device {} is attached at controller {} port {}{state}{libxl_note}",
                             p.busid, p.ctrl, p.port
                         ),
                     )
                     .with_json(Some(entry.clone()))
                     .with_evidence(vec![Evidence::new(p.path.clone(), Some(p.busid.clone()))]),
                 );
+                if p.controller_leaving {
+                    run.steps.push(Step {
+                        subject: Subject::Device { kind: rule.kind, key: key.clone() },
+                        action: Step_::DropJsonEntry { array, only },
+                        because: rule_id,
+                    });
+                }
                 kept.push(entry.clone());
             }
             None => {
