@@ -11,7 +11,8 @@
 //! * a pipelined flood of plain `READ`s, as many as the snapshot sent requests: the daemon's
 //!   limit for that work;
 //! * the per-domain transaction mode, once;
-//! * the pipelining window, swept.
+//! * the whole-store snapshot over one connection, as before walks were spread;
+//! * the number of connections and the pipelining window, swept.
 //!
 //! Besides wall time it prints the daemon's CPU time for each, which does not depend on what
 //! else the machine runs. Speeds are reported as ratios to the baselines of the same run.
@@ -20,7 +21,9 @@ mod support;
 
 use merge_core::xenstore::Path;
 use std::time::{Duration, Instant};
-use xs_adapter::live::{Client, ClientOptions, Consistency, Endpoint, Scope, SnapshotOptions, DEFAULT_WINDOW};
+use xs_adapter::live::{
+    Client, ClientOptions, Consistency, Endpoint, Scope, SnapshotOptions, DEFAULT_CONNECTIONS, DEFAULT_WINDOW,
+};
 
 fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
@@ -103,7 +106,7 @@ fn main() {
     let requests = first.stats.requests;
     println!(
         "host: {domains} domains, {} pairs written in {:.1} s, {nodes} nodes; snapshot sends {requests} requests \
-         ({:.2} per node); window {DEFAULT_WINDOW}",
+         ({:.2} per node); window {DEFAULT_WINDOW} on each of {DEFAULT_CONNECTIONS} connections",
         pairs.len(),
         load.wall.as_secs_f64(),
         requests as f64 / nodes as f64
@@ -113,7 +116,7 @@ fn main() {
     let node_paths: Vec<&str> = first.tree.iter().map(|(p, _)| p.as_str()).collect();
     let flood_paths: Vec<&str> = node_paths.iter().copied().cycle().take(requests as usize).collect();
     let host = SnapshotOptions::default();
-    let (mut snap, mut snap_host, mut fp, mut f, mut flood, mut flood_nodes) = Default::default();
+    let (mut snap, mut snap_host, mut fp, mut f, mut flood, mut flood_nodes, mut snap_one) = Default::default();
     let mut host_requests = 0;
     for _ in 0..rounds {
         snap = Cost::best(snap, measure(pid, || drop(client.snapshot(&whole).expect("snapshot"))));
@@ -125,6 +128,9 @@ fn main() {
         f = Cost::best(f, measure(pid, || assert!(xs.tool("xenstore-ls", &["-f", "/"]).status.success())));
         flood = Cost::best(flood, measure(pid, || drop(client.read_many(&flood_paths).expect("flood"))));
         flood_nodes = Cost::best(flood_nodes, measure(pid, || drop(client.read_many(&node_paths).expect("flood"))));
+        client.set_connections(1);
+        snap_one = Cost::best(snap_one, measure(pid, || drop(client.snapshot(&whole).expect("snapshot"))));
+        client.set_connections(DEFAULT_CONNECTIONS);
     }
     let tx = measure(pid, || {
         let s = client
@@ -138,15 +144,23 @@ fn main() {
     line("xenstore-ls -fp /", fp, fp);
     line("xenstore-ls -f /", f, fp);
     line("xlsync snapshot, whole store (watch mode)", snap, fp);
+    line("xlsync snapshot, whole store, 1 connection", snap_one, fp);
     line(&format!("xlsync snapshot, host scope ({host_requests} req)"), snap_host, fp);
     line("xlsync snapshot, host scope, per-domain tx", tx, fp);
-    println!("[baseline: flood of {requests} plain READs, window {DEFAULT_WINDOW}]");
+    println!("[baseline: flood of {requests} plain READs, window {DEFAULT_WINDOW} on each of {DEFAULT_CONNECTIONS} connections]");
     line("flood, snapshot's request count", flood, flood);
     line("xlsync snapshot, whole store (watch mode)", snap, flood);
     line(&format!("flood, one READ per node ({nodes})"), flood_nodes, flood);
 
-    println!("\nwindow sweep (whole-store snapshot, one run each)");
-    for window in [1, 2, 4, 8, 16, 32, 64, 128] {
+    println!("\nconnection sweep (whole-store snapshot, window {DEFAULT_WINDOW}, one run each)");
+    for connections in [1, 2, 4, 8, 16, 32] {
+        client.set_connections(connections);
+        let c = measure(pid, || drop(client.snapshot(&whole).expect("snapshot")));
+        line(&format!("{connections} connections"), c, snap);
+    }
+    println!("\nwindow sweep (whole-store snapshot, {DEFAULT_CONNECTIONS} connections, one run each)");
+    client.set_connections(DEFAULT_CONNECTIONS);
+    for window in [1, 2, 4, 8, 16, 32] {
         client.set_window(window);
         let c = measure(pid, || drop(client.snapshot(&whole).expect("snapshot")));
         line(&format!("window {window}"), c, snap);

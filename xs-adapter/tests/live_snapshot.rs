@@ -180,6 +180,37 @@ fn host_and_domain_scopes_are_the_right_slices_of_the_store() {
     assert!(tx.stats.transaction_units >= 12, "{:?}", tx.stats);
 }
 
+/// Open sockets of process `pid` (its `/proc/<pid>/fd` entries that are sockets).
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.starts_with("socket:"))).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_walk_spreads_over_connections_and_closes_them_after() {
+    let xs = support::Xenstored::start();
+    let mut client = connect(&xs);
+    load_host(&mut client, 12);
+    // Counted at the private daemon: tests running alongside open sockets of their own.
+    let before = sockets_of(xs.pid());
+    let spread = client.snapshot_subtree(&Path::root()).unwrap();
+    assert_eq!(spread.stats.connections, xs_adapter::live::DEFAULT_CONNECTIONS, "{:?}", spread.stats);
+    // The extra connections are gone once the snapshot is taken: idle ones would cost the
+    // daemon a little in every turn of its loop. The daemon notices a close in its own time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sockets_of(xs.pid()) != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(sockets_of(xs.pid()), before, "the daemon still holds the walk's connections");
+    client.set_connections(1);
+    let single = client.snapshot_subtree(&Path::root()).unwrap();
+    assert_eq!(single.stats.connections, 1);
+    assert_eq!(single.tree, spread.tree);
+    assert_eq!(single.stats.requests, spread.stats.requests);
+    assert_eq!(without(spread.tree, "/"), xenstore_ls_fp(&xs, "/"));
+}
+
 #[test]
 fn oxenstored_snapshots_equal_its_xenstore_ls_fp() {
     let xs = support::oxenstored::start();

@@ -1,9 +1,18 @@
-//! One blocking connection to xenstored and the pipelining engine on top of it.
+//! Blocking connections to xenstored and the pipelining engine on top of them.
 //!
-//! The engine keeps up to `window` requests in flight. It writes every request it can in one
-//! `write`, and reads replies in large chunks, so the client costs the daemon no extra wake-ups.
-//! Replies are matched to requests by `req_id`, never by order. Watch events that arrive
-//! between replies are parked in [`Conn::take_events`] for the snapshot logic.
+//! The engine ([`run_over`]) keeps up to `window` requests in flight on each of one or more
+//! connections. It writes every request it can in one `write` per connection, and reads
+//! replies in large chunks, so the client costs the daemon no extra wake-ups. Replies are
+//! matched to requests by `req_id`, never by order. Watch events that arrive between replies
+//! are parked in [`Conn::take_events`] for the snapshot logic.
+//!
+//! Why several connections: the C xenstored of 4.17 handles at most one request per
+//! connection in each turn of its main loop (`handle_input` reads one message, then the loop
+//! goes back to `poll`), so a single connection pays a `poll` and a pass over the connection
+//! list for every request however deep the pipeline is. With several connections one turn
+//! serves one request from each: on a 1,000-domain store a flood of reads cost the daemon about
+//! 11-17 us a request over one connection and about 6-7 us over 12 to 32 connections
+//! (`benches/live_snapshot.rs` sweeps both knobs).
 
 use super::{Endpoint, Error};
 use crate::wire::{self, Decoder, Errno, Frame, MsgType, Request, WatchEvent};
@@ -43,15 +52,17 @@ impl Transport {
     }
 }
 
-/// Waits until `fd` is ready for `events` (POLLIN/POLLOUT) or `timeout` passes.
-fn wait_ready(fd: RawFd, events: libc::c_short, timeout: Duration) -> std::io::Result<bool> {
+/// Waits until one of `fds` is readable or `timeout` passes, and says which are. POLLHUP and
+/// POLLERR count as readable: the following read reports them.
+fn wait_readable(fds: &[RawFd], timeout: Duration) -> std::io::Result<Vec<bool>> {
     let deadline = Instant::now() + timeout;
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut pfd = libc::pollfd { fd, events, revents: 0 };
         let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call, and nfds is 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: `pfds` holds `pfds.len()` valid pollfds for the duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == ErrorKind::Interrupted {
@@ -59,8 +70,7 @@ fn wait_ready(fd: RawFd, events: libc::c_short, timeout: Duration) -> std::io::R
             }
             return Err(e);
         }
-        // POLLHUP/POLLERR count as ready: the following read or write reports them.
-        return Ok(n > 0);
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
     }
 }
 
@@ -205,84 +215,75 @@ impl Conn {
         Error::Disconnected { endpoint: self.endpoint.clone(), detail: detail.to_string() }
     }
 
-    /// The next reply frame (watch events are parked). Flushes pending requests before it
-    /// blocks, and gives up after `timeout` without a byte from the daemon.
-    fn recv(&mut self, waiting_for: &dyn Fn() -> String) -> Result<Frame, Error> {
+    /// The next reply frame already received, if any (watch events on the way are parked).
+    fn buffered_frame(&mut self) -> Result<Option<Frame>, Error> {
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) if frame.msg_type == MsgType::WatchEvent => {
                     let event = wire::parse_watch_event(&frame.payload)
                         .map_err(|source| Error::BadReply { request: "WATCH_EVENT".into(), source })?;
                     self.events.push(event);
-                    continue;
                 }
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
+                Ok(frame) => return Ok(frame),
                 Err(source) => return Err(Error::Protocol { endpoint: self.endpoint.clone(), source }),
             }
-            self.flush()?;
-            if !wait_ready(self.io.fd(), libc::POLLIN, self.timeout).map_err(|e| self.io_error(e))? {
-                return Err(Error::Timeout {
-                    endpoint: self.endpoint.clone(),
-                    waited: self.timeout,
-                    request: Some(waiting_for()),
-                });
-            }
-            let n = loop {
-                match self.io.read(&mut self.read_buf) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(self.io_error(e)),
-                }
-            };
-            if n == 0 {
-                return Err(self.disconnected("the daemon closed the connection"));
-            }
-            // Frames are taken one by one above; the iterator is only used to append.
-            let buf = &self.read_buf[..n];
-            let _ = self.decoder.push(buf);
         }
     }
 
-    /// Runs `work` to completion with at most `window` requests in flight, all in transaction
-    /// `tx_id` (0 for none).
-    pub(crate) fn run<W: Work>(&mut self, work: &mut W, window: usize, tx_id: u32) -> Result<(), Error> {
-        let window = window.max(1);
-        let mut in_flight: HashMap<u32, (Op, W::Tag)> = HashMap::with_capacity(window * 2);
-        loop {
-            while in_flight.len() < window {
-                let Some((op, tag)) = work.next_request() else { break };
-                let id = self.queue(&op.request(), tx_id)?;
-                in_flight.insert(id, (op, tag));
+    /// One read of whatever the daemon has sent (blocks until something comes).
+    fn fill(&mut self) -> Result<(), Error> {
+        let n = loop {
+            match self.io.read(&mut self.read_buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(self.io_error(e)),
             }
-            if in_flight.is_empty() {
-                return Ok(());
-            }
-            let frame = {
-                let pending = &in_flight;
-                self.recv(&|| describe_oldest(pending))?
-            };
-            let Some((op, tag)) = in_flight.remove(&frame.req_id) else {
-                return Err(Error::UnexpectedReply {
-                    endpoint: self.endpoint.clone(),
-                    req_id: frame.req_id,
-                    msg_type: frame.msg_type,
-                });
-            };
-            let expected = op.request().msg_type();
-            let reply = match frame.msg_type {
-                MsgType::Error => Err(Errno::from_payload(&frame.payload)),
-                t if t == expected => Ok(frame.payload),
-                other => {
-                    return Err(Error::UnexpectedReply {
-                        endpoint: self.endpoint.clone(),
-                        req_id: frame.req_id,
-                        msg_type: other,
-                    })
-                }
-            };
-            work.on_reply(tag, &op, reply)?;
+        };
+        if n == 0 {
+            return Err(self.disconnected("the daemon closed the connection"));
         }
+        // Frames are taken one by one in `buffered_frame`; the iterator is only used to append.
+        let _ = self.decoder.push(&self.read_buf[..n]);
+        Ok(())
+    }
+
+    fn timeout_error(&self, request: String) -> Error {
+        Error::Timeout { endpoint: self.endpoint.clone(), waited: self.timeout, request: Some(request) }
+    }
+
+    /// The next reply frame (watch events are parked). Flushes pending requests before it
+    /// blocks, and gives up after `timeout` without a byte from the daemon.
+    fn recv(&mut self, waiting_for: &dyn Fn() -> String) -> Result<Frame, Error> {
+        loop {
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(frame);
+            }
+            self.flush()?;
+            if !wait_readable(&[self.io.fd()], self.timeout).map_err(|e| self.io_error(e))?[0] {
+                return Err(self.timeout_error(waiting_for()));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Runs `work` to completion on this connection alone (see [`run_over`]).
+    pub(crate) fn run<W: Work>(&mut self, work: &mut W, window: usize, tx_id: u32) -> Result<(), Error> {
+        run_over(self, None, work, window, tx_id)
+    }
+
+    /// Hands `frame` to the request it answers.
+    fn dispatch<W: Work>(&self, frame: Frame, in_flight: &mut InFlight<W::Tag>, work: &mut W) -> Result<(), Error> {
+        let unexpected =
+            |msg_type| Error::UnexpectedReply { endpoint: self.endpoint.clone(), req_id: frame.req_id, msg_type };
+        let Some((op, tag)) = in_flight.remove(&frame.req_id) else {
+            return Err(unexpected(frame.msg_type));
+        };
+        let reply = match frame.msg_type {
+            MsgType::Error => Err(Errno::from_payload(&frame.payload)),
+            t if t == op.request().msg_type() => Ok(frame.payload),
+            other => return Err(unexpected(other)),
+        };
+        work.on_reply(tag, &op, reply)
     }
 
     /// Sends one request and waits for its reply (watch events that arrive meanwhile are parked).
@@ -307,6 +308,109 @@ impl Conn {
     }
 }
 
+/// Requests sent on one connection and not yet answered, by `req_id`.
+type InFlight<T> = HashMap<u32, (Op, T)>;
+
+/// Connections a walk may add to its first one: up to `max` more, made by `open`.
+pub(crate) struct Extra<'a> {
+    pub conns: &'a mut Vec<Conn>,
+    pub max: usize,
+    pub open: &'a mut dyn FnMut() -> Result<Conn, Error>,
+}
+
+/// Connection `i` of a walk: the first, then the extra ones.
+fn nth<'a>(first: &'a mut Conn, extra: &'a mut [Conn], i: usize) -> &'a mut Conn {
+    if i == 0 {
+        first
+    } else {
+        &mut extra[i - 1]
+    }
+}
+
+/// Runs `work` to completion over `first` and, when given, extra connections, with at most
+/// `window` requests in flight on each, all in transaction `tx_id` (0 for none; a transaction
+/// lives on one connection, so give no extra ones). While every connection is full and `work`
+/// has more, another connection is opened, up to the extra's `max`.
+///
+/// Work goes to whichever connection has room, so replies to one piece of work may come back
+/// on any of them; `work` must not depend on their order. Watch events are parked on the
+/// connection they arrive on. The daemon keeps each connection's requests in order, but not
+/// the order between connections: a caller that needs "everything before X has been handled"
+/// must wait for every reply here, then send X.
+pub(crate) fn run_over<W: Work>(
+    first: &mut Conn,
+    extra: Option<Extra<'_>>,
+    work: &mut W,
+    window: usize,
+    tx_id: u32,
+) -> Result<(), Error> {
+    let window = window.max(1);
+    let mut spare: Vec<Conn> = Vec::new();
+    let (extra_conns, max_extra, mut open) = match extra {
+        Some(Extra { conns, max, open }) => (conns, max, Some(open)),
+        None => (&mut spare, 0, None),
+    };
+    let mut in_flight: Vec<InFlight<W::Tag>> =
+        (0..=extra_conns.len()).map(|_| HashMap::with_capacity(window * 2)).collect();
+    let mut next = work.next_request();
+    loop {
+        // Hand out work while a connection has room (opening one if allowed), then send each
+        // connection's share.
+        let mut i = 0;
+        while next.is_some() {
+            if i == in_flight.len() {
+                match open.as_mut() {
+                    Some(open) if extra_conns.len() < max_extra => extra_conns.push(open()?),
+                    _ => break,
+                }
+                in_flight.push(HashMap::with_capacity(window * 2));
+            }
+            let conn = nth(first, extra_conns, i);
+            while in_flight[i].len() < window {
+                let Some((op, tag)) = next.take() else { break };
+                let id = conn.queue(&op.request(), tx_id)?;
+                in_flight[i].insert(id, (op, tag));
+                next = work.next_request();
+            }
+            i += 1;
+        }
+        for i in 0..in_flight.len() {
+            nth(first, extra_conns, i).flush()?;
+        }
+        if in_flight.iter().all(HashMap::is_empty) {
+            return Ok(());
+        }
+        // Consume every reply already received; wait for more only when there is none.
+        let mut answered = false;
+        for (i, pending) in in_flight.iter_mut().enumerate() {
+            let conn = nth(first, extra_conns, i);
+            while let Some(frame) = conn.buffered_frame()? {
+                conn.dispatch(frame, pending, work)?;
+                answered = true;
+            }
+        }
+        if answered {
+            if next.is_none() {
+                next = work.next_request();
+            }
+            continue;
+        }
+        let waiting: Vec<usize> = (0..in_flight.len()).filter(|&i| !in_flight[i].is_empty()).collect();
+        let fds: Vec<RawFd> = waiting.iter().map(|&i| nth(first, extra_conns, i).io.fd()).collect();
+        let ready = {
+            let conn = nth(first, extra_conns, waiting[0]);
+            let ready = wait_readable(&fds, conn.timeout).map_err(|e| conn.io_error(e))?;
+            if !ready.contains(&true) {
+                return Err(conn.timeout_error(describe_oldest(&in_flight[waiting[0]])));
+            }
+            ready
+        };
+        for (&i, _) in waiting.iter().zip(&ready).filter(|(_, &r)| r) {
+            nth(first, extra_conns, i).fill()?;
+        }
+    }
+}
+
 pub(crate) fn describe(request: &Request<'_>) -> String {
     match request.path() {
         Some(p) => format!("{} {p}", request.msg_type().name()),
@@ -314,7 +418,7 @@ pub(crate) fn describe(request: &Request<'_>) -> String {
     }
 }
 
-fn describe_oldest<T>(in_flight: &HashMap<u32, (Op, T)>) -> String {
+fn describe_oldest<T>(in_flight: &InFlight<T>) -> String {
     match in_flight.iter().min_by_key(|(id, _)| **id) {
         Some((_, (op, _))) => describe(&op.request()),
         None => "nothing".into(),

@@ -116,35 +116,53 @@ impl Error {
 pub struct ClientOptions {
     /// How long the daemon may stay silent while a request is pending.
     pub timeout: Duration,
-    /// How many requests a snapshot keeps in flight. The C xenstored of 4.17 limits outstanding
-    /// requests only for unprivileged domains (`quota_req_outstanding`, 20); a dom0 socket
+    /// How many requests a walk keeps in flight on each connection. The C xenstored of 4.17
+    /// limits outstanding requests only for unprivileged domains (`quota_req_outstanding`, 20); a dom0 socket
     /// connection has no such quota. See [`DEFAULT_WINDOW`].
     pub window: usize,
     /// How many times [`Client::transaction`] retries after `EAGAIN`.
     pub max_transaction_attempts: u32,
+    /// How many connections a snapshot's walk spreads its requests over, each with `window`
+    /// in flight (a daemon socket only: over `/dev/xen/xenbus` every open shares one ring, so
+    /// one is used). See [`DEFAULT_CONNECTIONS`].
+    pub connections: usize,
 }
 
-/// The pipelining window used unless told otherwise, measured against the C xenstored 4.17
-/// (`benches/live_snapshot.rs` prints the curve): on a 172,017-node store the whole-store
-/// snapshot took 69 s with window 1, 59 s with 4, 55-57 s from 8 to 32, and 38 s and 29 s
-/// with 64 and 128, while the daemon's CPU time stayed within 7.0-8.3 s from window 8 up: one
-/// run on a loaded machine whose load drifted during the sweep, so the last two are suspect.
-/// Measure again on a quiet machine before raising it.
+/// The connections a walk uses unless told otherwise. The C xenstored of 4.17 serves one
+/// request per connection in each turn of its main loop, so spreading a walk over several
+/// connections spares it most of a `poll` per request. Measured against it on a 1,000-domain
+/// store (`benches/live_snapshot.rs` sweeps this), a flood of reads cost the daemon 11-17 us a
+/// request over one connection and 6-7 us from 12 to 32 connections; 16 sits in that plateau.
+/// The extra connections are opened by the first walk and closed with the client.
+pub const DEFAULT_CONNECTIONS: usize = 16;
+
+/// The pipelining window of each connection unless told otherwise, measured against the C
+/// xenstored 4.17 (`benches/live_snapshot.rs` prints the curve). Over one connection, on a
+/// 172,017-node store, windows from 8 to 32 were best and window 1 took 2.4 to 2.8 times as long;
+/// over 16 connections windows 1 to 32 all took within 15% of each other (quiet runs).
 /// It stays under the 20-request quota that xenstored applies to unprivileged domains, so the
 /// same window is safe over `/dev/xen/xenbus`.
 pub const DEFAULT_WINDOW: usize = 16;
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { timeout: Duration::from_secs(10), window: DEFAULT_WINDOW, max_transaction_attempts: 20 }
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            window: DEFAULT_WINDOW,
+            max_transaction_attempts: 20,
+            connections: DEFAULT_CONNECTIONS,
+        }
     }
 }
 
 /// A blocking connection to xenstored.
 pub struct Client {
+    /// The client's own connection: single requests, transactions and watches live there.
     conn: Conn,
     options: ClientOptions,
     endpoint: Endpoint,
+    /// Requests that walks sent over their extra connections, which are closed after each walk.
+    requests_on_extra: u64,
 }
 
 pub(crate) fn expect_ok(request: &Request<'_>, reply: Reply) -> Result<Vec<u8>, Error> {
@@ -171,7 +189,7 @@ impl Client {
 
     pub fn connect_with(endpoint: Endpoint, options: ClientOptions) -> Result<Client, Error> {
         let conn = Conn::open(&endpoint, options.timeout)?;
-        Ok(Client { conn, options, endpoint })
+        Ok(Client { conn, options, endpoint, requests_on_extra: 0 })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -187,13 +205,42 @@ impl Client {
         self.options.window = window.max(1);
     }
 
-    /// Requests sent on this connection so far.
+    /// Changes how many connections later walks spread over.
+    pub fn set_connections(&mut self, connections: usize) {
+        self.options.connections = connections.max(1);
+    }
+
+    /// Requests sent on this client's connections so far.
     pub fn requests_sent(&self) -> u64 {
-        self.conn.requests_sent
+        self.conn.requests_sent + self.requests_on_extra
     }
 
     fn call(&mut self, request: &Request<'_>, tx_id: u32) -> Result<Reply, Error> {
         self.conn.call(request, tx_id)
+    }
+
+    /// Runs `work` outside any transaction over up to [`ClientOptions::connections`]
+    /// connections: the client's own, and others opened while the walk has more work than the
+    /// open ones have room for, closed when it ends (an idle connection costs the daemon a
+    /// little in every turn of its loop, for every client). Replies come back in no particular
+    /// order across connections, and watch events only on the client's own. Returns how many
+    /// connections the walk used.
+    pub(crate) fn run_spread<W: Work>(&mut self, work: &mut W) -> Result<usize, Error> {
+        let max = match self.endpoint {
+            Endpoint::Socket(_) => self.options.connections.max(1) - 1,
+            Endpoint::Xenbus(_) => 0,
+        };
+        let (endpoint, timeout) = (self.endpoint.clone(), self.options.timeout);
+        let mut conns = Vec::new();
+        let result = conn::run_over(
+            &mut self.conn,
+            Some(conn::Extra { conns: &mut conns, max, open: &mut || Conn::open(&endpoint, timeout) }),
+            work,
+            self.options.window,
+            0,
+        );
+        self.requests_on_extra += conns.iter().map(|c| c.requests_sent).sum::<u64>();
+        result.map(|()| 1 + conns.len())
     }
 
     /// The value at `path`, `None` if the node does not exist.
@@ -247,8 +294,9 @@ impl Client {
         self.conn.run(&mut Writes { pairs: pairs.into_iter() }, window, 0)
     }
 
-    /// Reads many nodes pipelined (`None` for a missing node), in the order given. Outside any
-    /// transaction, so not a consistent view: this is the daemon's raw read speed.
+    /// Reads many nodes pipelined over the walk's connections (`None` for a missing node), in
+    /// the order given. Outside any transaction, so not a consistent view: this is the daemon's
+    /// raw read speed.
     pub fn read_many(&mut self, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error> {
         struct Reads<'p> {
             paths: std::iter::Enumerate<std::slice::Iter<'p, &'p str>>,
@@ -265,8 +313,7 @@ impl Client {
             }
         }
         let mut work = Reads { paths: paths.iter().enumerate(), out: vec![None; paths.len()] };
-        let window = self.options.window;
-        self.conn.run(&mut work, window, 0)?;
+        self.run_spread(&mut work)?;
         Ok(work.out)
     }
 
@@ -303,6 +350,7 @@ impl Client {
         Err(Error::TooManyRetries { attempts })
     }
 
+    /// The client's own connection.
     pub(crate) fn conn(&mut self) -> &mut Conn {
         &mut self.conn
     }

@@ -13,11 +13,13 @@
 //!    watch fires once when set; a barrier (any request, answered after the watch replies)
 //!    tells when those initial events are in, and they are dropped. Any change made after the
 //!    watches are set produces an event.
-//! 2. It walks the tree, pipelined, outside any transaction (pass 0), then sends a barrier.
-//!    The daemon handles one connection's requests in order, and queues a watch event on the
-//!    watcher's connection when the change happens, in the same queue as replies. So when the
-//!    barrier's reply arrives, every event for a change made before the daemon handled the
-//!    barrier has arrived before it.
+//! 2. It walks the tree, pipelined and spread over several connections, outside any
+//!    transaction (pass 0); once every reply is in, it sends a barrier on the watching
+//!    connection. The daemon queues a watch event on the watcher's connection when the change
+//!    happens, in the same queue as that connection's replies, which it sends in order. So
+//!    when the barrier's reply arrives, every event for a change made before the daemon
+//!    handled the barrier has arrived before it; and every read of the pass was handled
+//!    before the barrier was even sent.
 //! 3. Each event path is mapped to its *unit*, the domain it is evidence about
 //!    ([`Unit::of`]), and to the part to read again: the changed node's subtree, plus those
 //!    of its ancestors in scope that the snapshot lacks (a write creates missing parents but
@@ -44,7 +46,8 @@
 //! snapshot fail with [`Error::TooManyRetries`] rather than return a torn unit.
 //!
 //! The argument relies on the daemon answering one connection in order and queueing events
-//! with replies. xenstore.txt allows replies in any order, but both the C xenstored and
+//! with replies; it needs no order between connections, since the barrier goes out only after
+//! every read's reply has come back. xenstore.txt allows replies in any order, but both the C xenstored and
 //! oxenstored answer in order; the tests check the outcome against a concurrent writer.
 //!
 //! # Per-domain transactions ([`Consistency::Transaction`])
@@ -52,16 +55,19 @@
 //! The alternative: a plain pass finds each unit's nodes, then each unit is read again inside
 //! its own transaction, committed with `T` and retried on `EAGAIN`. Parts of a unit that appear
 //! after the first pass (a new backend kind) are not seen. It is the slow mode on the C
-//! xenstored: on a 1,000-domain host (172,017 nodes) it took 2,298 s where the watch mode took
-//! 26 s (`benches/live_snapshot.rs`, one run, a loaded 2-core machine). On oxenstored, whose
+//! xenstored: on a 1,000-domain host (172,017 nodes) it took 87 s where the watch mode took
+//! 4.1 s (`benches/live_snapshot.rs`, one run on a quiet 2-core machine). On oxenstored, whose
 //! transactions are cheap snapshots, it is a reasonable choice.
 //!
 //! # Cost
 //!
 //! A snapshot sends three requests per node (`READ`, `GET_PERMS`, `DIRECTORY`), as
-//! `xenstore-ls -fp` does, but pipelined. The daemon's time per request then dominates: in the
-//! run above the whole-store snapshot took 25.6 s against 46.2 s for `xenstore-ls -fp` (1.8x;
-//! daemon CPU 7.5 s against 13.1 s) and 33.5 s for a pipelined flood of as many plain reads.
+//! `xenstore-ls -fp` does, but pipelined and spread over [`super::DEFAULT_CONNECTIONS`]
+//! connections. The daemon's time per request then dominates, and spreading lowers it (the
+//! daemon serves one request per connection in each turn of its loop). In the run above the
+//! whole-store snapshot took 4.1 s against 16.4 s for `xenstore-ls -fp` (4.0x; daemon CPU
+//! 3.8 s against 11.2 s, 2.9x), 6.5 s over a single connection (2.5x), and 5.2 s for a flood
+//! of as many plain reads spread the same way.
 
 use super::conn::{Conn, Op, Reply, Work};
 use super::{expect_ok, Client, Error};
@@ -145,6 +151,8 @@ pub struct SnapshotStats {
     pub transaction_units: usize,
     /// Transaction commits that gave `EAGAIN` and were retried.
     pub transaction_retries: u64,
+    /// The most connections one walk used (see [`super::ClientOptions::connections`]).
+    pub connections: usize,
 }
 
 /// A request the daemon refused with `EACCES` (flagged, not fatal).
@@ -555,9 +563,15 @@ struct Builder<'r> {
 }
 
 impl Builder<'_> {
-    /// Reads `parts` in one pipelined walk (inside transaction `tx_id` unless 0) and applies
-    /// what it found to the tree.
-    fn read_parts(&mut self, conn: &mut Conn, parts: &[Part], tx_id: u32, unit: Option<&Unit>) -> Result<(), Error> {
+    /// Reads `parts` in one pipelined walk (inside transaction `tx_id` unless 0; outside one,
+    /// spread over the client's connections) and applies what it found to the tree.
+    fn read_parts(
+        &mut self,
+        client: &mut Client,
+        parts: &[Part],
+        tx_id: u32,
+        unit: Option<&Unit>,
+    ) -> Result<(), Error> {
         let owners = &self.vm_owners;
         let mut walk = Walk::new(self.rules, unit.map(|u| (u, owners)), self.options.with_perms);
         for part in parts.iter().rev() {
@@ -566,7 +580,12 @@ impl Builder<'_> {
                 Part::Node(p) => walk.visit(p.clone(), false),
             }
         }
-        conn.run(&mut walk, self.window, tx_id)?;
+        if tx_id == 0 {
+            let used = client.run_spread(&mut walk)?;
+            self.stats.connections = self.stats.connections.max(used);
+        } else {
+            client.conn().run(&mut walk, self.window, tx_id)?;
+        }
         let WalkResult { nodes, gone, denied } = walk.finish()?;
         // What was read replaces what the tree held there (only the unit's own nodes, when
         // the walk kept to one unit).
@@ -721,7 +740,7 @@ impl Builder<'_> {
                     .map_err(|source| Error::BadReply { request: "TRANSACTION_START".into(), source })?;
                 // Read into a scratch copy: a retried attempt must not leave half its reads.
                 let saved = (self.tree.clone(), self.denied.clone());
-                let read = self.read_parts(client.conn(), &parts, tx_id, Some(&unit));
+                let read = self.read_parts(client, &parts, tx_id, Some(&unit));
                 if let Err(e) = read {
                     let _ = client.conn().call(&Request::TransactionEnd { commit: false }, tx_id);
                     return Err(e);
@@ -808,11 +827,11 @@ impl Client {
         let start: Vec<Part> = rules.start_paths().into_iter().map(Part::Subtree).collect();
         match options.consistency {
             Consistency::None => {
-                b.read_parts(self.conn(), &start, 0, None)?;
+                b.read_parts(self, &start, 0, None)?;
                 b.stats.passes = 1;
             }
             Consistency::Transaction => {
-                b.read_parts(self.conn(), &start, 0, None)?;
+                b.read_parts(self, &start, 0, None)?;
                 b.stats.passes = 1;
                 let units = b.unit_roots();
                 b.read_units_in_transactions(self, units)?;
@@ -841,7 +860,7 @@ impl Client {
             barrier(self.conn())?;
             drop(self.conn().take_events());
 
-            b.read_parts(self.conn(), start, 0, None)?;
+            b.read_parts(self, start, 0, None)?;
             barrier(self.conn())?;
             b.stats.passes = 1;
             let events = self.conn().take_events();
@@ -861,7 +880,7 @@ impl Client {
                 }
                 b.stats.reread_parts += parts.len();
                 b.stats.units_per_pass.push(open.len());
-                b.read_parts(self.conn(), &parts, 0, None)?;
+                b.read_parts(self, &parts, 0, None)?;
                 barrier(self.conn())?;
                 b.stats.passes += 1;
                 let events = self.conn().take_events();
