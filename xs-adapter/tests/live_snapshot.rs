@@ -208,6 +208,17 @@ fn a_walk_spreads_over_connections_and_closes_them_after() {
     assert_eq!(single.stats.connections, 1);
     assert_eq!(single.tree, spread.tree);
     assert_eq!(single.stats.requests, spread.stats.requests);
+
+    // A daemon that takes no more connections (here: its socket file is gone, so no new
+    // connection can reach it) leaves the walk on the connection it has.
+    client.set_connections(xs_adapter::live::DEFAULT_CONNECTIONS);
+    let moved = xs.socket().with_extension("moved");
+    std::fs::rename(xs.socket(), &moved).unwrap();
+    let alone = client.snapshot_subtree(&Path::root());
+    std::fs::rename(&moved, xs.socket()).unwrap();
+    let alone = alone.unwrap();
+    assert_eq!(alone.stats.connections, 1);
+    assert_eq!(alone.tree, spread.tree);
     assert_eq!(without(spread.tree, "/"), xenstore_ls_fp(&xs, "/"));
 }
 

@@ -330,7 +330,8 @@ fn nth<'a>(first: &'a mut Conn, extra: &'a mut [Conn], i: usize) -> &'a mut Conn
 /// Runs `work` to completion over `first` and, when given, extra connections, with at most
 /// `window` requests in flight on each, all in transaction `tx_id` (0 for none; a transaction
 /// lives on one connection, so give no extra ones). While every connection is full and `work`
-/// has more, another connection is opened, up to the extra's `max`.
+/// has more, another connection is opened, up to the extra's `max`; if one cannot be opened,
+/// the walk goes on over those it has.
 ///
 /// Work goes to whichever connection has room, so replies to one piece of work may come back
 /// on any of them; `work` must not depend on their order. Watch events are parked on the
@@ -359,9 +360,16 @@ pub(crate) fn run_over<W: Work>(
         let mut i = 0;
         while next.is_some() {
             if i == in_flight.len() {
-                match open.as_mut() {
-                    Some(open) if extra_conns.len() < max_extra => extra_conns.push(open()?),
-                    _ => break,
+                match open.as_mut().filter(|_| extra_conns.len() < max_extra) {
+                    Some(opener) => match opener() {
+                        Ok(conn) => extra_conns.push(conn),
+                        // A daemon that takes no more connections: go on with those open.
+                        Err(_) => {
+                            open = None;
+                            break;
+                        }
+                    },
+                    None => break,
                 }
                 in_flight.push(HashMap::with_capacity(window * 2));
             }
