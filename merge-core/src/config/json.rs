@@ -11,9 +11,12 @@
 //! * Nesting deeper than 128 levels is a syntax error (serde_json's limit), never a stack
 //!   overflow.
 //!
-//! Numbers: integers that fit `i64`/`u64` stay integers; others become `f64`. A number written
-//! with an exponent but no `.` (`1e5`) is read by libxl as the integer before the `e` (`strtoll`),
-//! but here as a float; libxl never writes such numbers.
+//! Numbers: integers that fit `i64`/`u64` stay integers; others become `f64`, rounded exactly
+//! (serde_json's `float_roundtrip`: its default parser can be one unit in the last place off,
+//! so a number printed and read back could change, as the `libxl_json` fuzz target found with
+//! `222222222222222222222223`). A number written with an exponent but no `.` (`1e5`) is read by
+//! libxl as the integer before the `e` (`strtoll`), but here as a float; libxl never writes such
+//! numbers.
 
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
