@@ -28,6 +28,14 @@ pub struct XsDevice {
     pub pdev_path: Option<String>,
 }
 
+impl XsDevice {
+    /// The disk merge rule's test (`libxl_device_disk_merge`, spec §2.2): a removable drive
+    /// whose record names no medium, so the JSON's `pdev_path` and `format` are blanked.
+    pub fn is_empty_drive(&self) -> bool {
+        self.removable != 0 && self.pdev_path.as_deref().is_none_or(str::is_empty)
+    }
+}
+
 /// The outcome of listing one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Listing {

@@ -532,10 +532,7 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
                 )
                 .with_json(Some(entry.clone()))
                 .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]);
-                if rule.merge == MergeRule::DiskMedia
-                    && dev.removable != 0
-                    && dev.pdev_path.as_deref().is_none_or(str::is_empty)
-                {
+                if rule.merge == MergeRule::DiskMedia && dev.is_empty_drive() {
                     if let Some(obj) = entry.as_object_mut() {
                         crate::config::set_in_order(obj, "device_disk", "pdev_path", Value::from(""));
                         crate::config::set_in_order(obj, "device_disk", "format", Value::from("empty"));

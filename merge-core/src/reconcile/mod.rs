@@ -133,6 +133,15 @@ fn field_value(cfg: &DomainConfig, field: &str) -> Option<serde_json::Value> {
     }
 }
 
+/// Sets a domain-level `field` (see [`field_value`]).
+fn set_field(cfg: &mut DomainConfig, field: &str, value: Option<serde_json::Value>) {
+    let (section, key) = field.split_once('.').expect("section.key");
+    match section {
+        "c_info" => cfg.set_c_info(key, value),
+        _ => cfg.set_b_info(key, value),
+    }
+}
+
 /// Sets a domain-level `field` to `value` (from `provenance`) and returns the decision that
 /// says so under `rule`: consistent when the JSON already held that value, overwritten
 /// otherwise. Both policies overwrite the same fields this way.
@@ -147,7 +156,6 @@ fn overwrite_field(
     use crate::decision::{Action, Class, Subject};
     let old = field_value(cfg, field);
     let class = if old == value { Class::Consistent } else { Class::Overwritten };
-    let (section, key) = field.split_once('.').expect("section.key");
     let decision = Decision::new(
         Subject::Field(field),
         rule,
@@ -158,10 +166,7 @@ fn overwrite_field(
     .with_json(old)
     .with_evidence(evidence)
     .with_provenance(field, provenance);
-    match section {
-        "c_info" => cfg.set_c_info(key, value),
-        _ => cfg.set_b_info(key, value),
-    }
+    set_field(cfg, field, value);
     decision
 }
 

@@ -602,24 +602,8 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 }
             );
             if matches!(class, Class::Consistent | Class::Plugging) {
-                // libxl's vtpm reader takes the uuid from the backend: a rewritten record would
-                // still be rejected while the backend's uuid is not one. The JSON knows it.
                 if rule.kind == DeviceKind::Vtpm {
-                    let uuid_path = format!("{}/uuid", b.path);
-                    let rejected =
-                        run.xs.value(&uuid_path).is_some_and(|u| crate::observe::libxl_list::parse_uuid(&u).is_none());
-                    let known = entry
-                        .get("uuid")
-                        .and_then(Value::as_str)
-                        .filter(|u| crate::observe::libxl_list::parse_uuid(u).is_some());
-                    if let (true, Some(uuid)) = (rejected, known) {
-                        d.reason.push_str("; the backend's uuid is restored from the JSON");
-                        run.steps.push(Step {
-                            subject: Subject::Device { kind: rule.kind, key: key.clone() },
-                            action: Step_::RestoreBackendNode { path: uuid_path, value: uuid.to_string() },
-                            because: "noloss.device.record-missing",
-                        });
-                    }
+                    restore_vtpm_uuid(run, &b, &entry, &key, &mut d);
                 }
                 run.steps.push(Step {
                     subject: Subject::Device { kind: rule.kind, key: key.clone() },
@@ -634,7 +618,7 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
         }
         if rule.kind == DeviceKind::Disk {
             if let Some(dev) = ev.good_record().cloned().or_else(|| record_from_backend(&run.xs, rule, run.domid, ev)) {
-                if dev.removable != 0 && dev.pdev_path.as_deref().is_none_or(str::is_empty) {
+                if dev.is_empty_drive() {
                     if let Some(obj) = entry.as_object_mut() {
                         set_in_order(obj, "device_disk", "pdev_path", Value::from(""));
                         set_in_order(obj, "device_disk", "format", Value::from("empty"));
@@ -673,6 +657,24 @@ fn libxl_cannot_list(run: &Run<'_>, rule: &KindRule) -> Option<Evidence> {
             Some(Evidence::new(path, Some(format!("libxl 4.17 cannot list any {}: {reason}", rule.kind))))
         }
         _ => None,
+    }
+}
+
+/// libxl's vtpm reader takes the uuid from the backend, so a rewritten record would still be
+/// rejected while the backend's uuid is not one: plan to write back the JSON's, when it has a
+/// valid one, before the record is rewritten.
+fn restore_vtpm_uuid(run: &mut Run<'_>, b: &Backend, entry: &Value, key: &IdentityKey, d: &mut Decision) {
+    use crate::observe::libxl_list::parse_uuid;
+    let uuid_path = format!("{}/uuid", b.path);
+    let rejected = run.xs.value(&uuid_path).is_some_and(|u| parse_uuid(&u).is_none());
+    let known = entry.get("uuid").and_then(Value::as_str).filter(|u| parse_uuid(u).is_some());
+    if let (true, Some(uuid)) = (rejected, known) {
+        d.reason.push_str("; the backend's uuid is restored from the JSON");
+        run.steps.push(Step {
+            subject: Subject::Device { kind: DeviceKind::Vtpm, key: key.clone() },
+            action: Step_::RestoreBackendNode { path: uuid_path, value: uuid.to_string() },
+            because: "noloss.device.record-missing",
+        });
     }
 }
 
@@ -813,7 +815,7 @@ fn xenstore_only(
                 recover_disk_extras(run, b, &mut fields);
                 // An empty drive, decided from the same record as for a live JSON entry (the
                 // disk media rule), so the recovered entry is already what a second pass gives.
-                if dev.removable != 0 && dev.pdev_path.as_deref().is_none_or(str::is_empty) {
+                if dev.is_empty_drive() {
                     fields.insert("pdev_path".into(), "".into());
                     fields.insert("format".into(), "empty".into());
                 }

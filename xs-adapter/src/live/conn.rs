@@ -53,12 +53,14 @@ impl Transport {
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes, and says which are. POLLHUP and
-/// POLLERR count as readable: the following read reports them.
-fn wait_readable(fds: &[RawFd], timeout: Duration) -> std::io::Result<Vec<bool>> {
+/// Waits until one of `pfds` is readable or `timeout` passes; their `revents` say which are
+/// (POLLHUP and POLLERR count: the following read reports them). `false` on a timeout.
+fn wait_readable(pfds: &mut [libc::pollfd], timeout: Duration) -> std::io::Result<bool> {
     let deadline = Instant::now() + timeout;
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    for p in pfds.iter_mut() {
+        p.events = libc::POLLIN;
+        p.revents = 0;
+    }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
@@ -71,8 +73,13 @@ fn wait_readable(fds: &[RawFd], timeout: Duration) -> std::io::Result<Vec<bool>>
             }
             return Err(e);
         }
-        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        return Ok(n > 0);
     }
+}
+
+/// A pollfd for `fd`, to be armed by [`wait_readable`].
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd { fd, events: 0, revents: 0 }
 }
 
 /// What a request got back: the reply payload, or the errno of an `ERROR` reply.
@@ -260,7 +267,7 @@ impl Conn {
                 return Ok(frame);
             }
             self.flush()?;
-            if !wait_readable(&[self.io.fd()], self.timeout).map_err(|e| self.io_error(e))?[0] {
+            if !wait_readable(&mut [pollfd(self.io.fd())], self.timeout).map_err(|e| self.io_error(e))? {
                 return Err(self.timeout_error(waiting_for()));
             }
             self.fill()?;
@@ -272,18 +279,24 @@ impl Conn {
         run_over(self, None, work, window, tx_id)
     }
 
+    /// `frame` as the answer to a request of type `expected` (`None`: no request has its
+    /// `req_id`): the payload, the errno of an `ERROR`, or a protocol error.
+    fn reply(&self, frame: Frame, expected: Option<MsgType>) -> Result<Reply, Error> {
+        match (frame.msg_type, expected) {
+            (MsgType::Error, Some(_)) => Ok(Err(Errno::from_payload(&frame.payload))),
+            (t, Some(e)) if t == e => Ok(Ok(frame.payload)),
+            (msg_type, _) => {
+                Err(Error::UnexpectedReply { endpoint: self.endpoint.clone(), req_id: frame.req_id, msg_type })
+            }
+        }
+    }
+
     /// Hands `frame` to the request it answers.
     fn dispatch<W: Work>(&self, frame: Frame, in_flight: &mut InFlight<W::Tag>, work: &mut W) -> Result<(), Error> {
-        let unexpected =
-            |msg_type| Error::UnexpectedReply { endpoint: self.endpoint.clone(), req_id: frame.req_id, msg_type };
         let Some((op, tag)) = in_flight.remove(&frame.req_id) else {
-            return Err(unexpected(frame.msg_type));
+            return self.reply(frame, None).map(drop);
         };
-        let reply = match frame.msg_type {
-            MsgType::Error => Err(Errno::from_payload(&frame.payload)),
-            t if t == op.request().msg_type() => Ok(frame.payload),
-            other => return Err(unexpected(other)),
-        };
+        let reply = self.reply(frame, Some(op.request().msg_type()))?;
         work.on_reply(tag, &op, reply)
     }
 
@@ -292,20 +305,8 @@ impl Conn {
         let id = self.queue(request, tx_id)?;
         let what = describe(request);
         let frame = self.recv(&|| what.clone())?;
-        if frame.req_id != id {
-            return Err(Error::UnexpectedReply {
-                endpoint: self.endpoint.clone(),
-                req_id: frame.req_id,
-                msg_type: frame.msg_type,
-            });
-        }
-        match frame.msg_type {
-            MsgType::Error => Ok(Err(Errno::from_payload(&frame.payload))),
-            t if t == request.msg_type() => Ok(Ok(frame.payload)),
-            other => {
-                Err(Error::UnexpectedReply { endpoint: self.endpoint.clone(), req_id: frame.req_id, msg_type: other })
-            }
-        }
+        let expected = (frame.req_id == id).then(|| request.msg_type());
+        self.reply(frame, expected)
     }
 }
 
@@ -354,6 +355,9 @@ pub(crate) fn run_over<W: Work>(
     };
     let mut in_flight: Vec<InFlight<W::Tag>> =
         (0..=extra_conns.len()).map(|_| HashMap::with_capacity(window * 2)).collect();
+    // Reused by every wait: which connections have requests pending, and their pollfds.
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut next = work.next_request();
     loop {
         // Hand out work while a connection has room (opening one if allowed), then send each
@@ -404,18 +408,18 @@ pub(crate) fn run_over<W: Work>(
             }
             continue;
         }
-        let waiting: Vec<usize> = (0..in_flight.len()).filter(|&i| !in_flight[i].is_empty()).collect();
-        let fds: Vec<RawFd> = waiting.iter().map(|&i| nth(first, extra_conns, i).io.fd()).collect();
-        let ready = {
-            let conn = nth(first, extra_conns, waiting[0]);
-            let ready = wait_readable(&fds, conn.timeout).map_err(|e| conn.io_error(e))?;
-            if !ready.contains(&true) {
-                return Err(conn.timeout_error(describe_oldest(&in_flight[waiting[0]])));
+        waiting.clear();
+        waiting.extend((0..in_flight.len()).filter(|&i| !in_flight[i].is_empty()));
+        pfds.clear();
+        pfds.extend(waiting.iter().map(|&i| pollfd(nth(first, extra_conns, i).io.fd())));
+        let conn = nth(first, extra_conns, waiting[0]);
+        if !wait_readable(&mut pfds, conn.timeout).map_err(|e| conn.io_error(e))? {
+            return Err(conn.timeout_error(describe_oldest(&in_flight[waiting[0]])));
+        }
+        for (&i, p) in waiting.iter().zip(&pfds) {
+            if p.revents != 0 {
+                nth(first, extra_conns, i).fill()?;
             }
-            ready
-        };
-        for (&i, _) in waiting.iter().zip(&ready).filter(|(_, &r)| r) {
-            nth(first, extra_conns, i).fill()?;
         }
     }
 }

@@ -117,8 +117,8 @@ pub struct ClientOptions {
     /// How long the daemon may stay silent while a request is pending.
     pub timeout: Duration,
     /// How many requests a walk keeps in flight on each connection. The C xenstored of 4.17
-    /// limits outstanding requests only for unprivileged domains (`quota_req_outstanding`, 20); a dom0 socket
-    /// connection has no such quota. See [`DEFAULT_WINDOW`].
+    /// limits outstanding requests only for unprivileged domains (`quota_req_outstanding`,
+    /// 20); a dom0 socket connection has no such quota. See [`DEFAULT_WINDOW`].
     pub window: usize,
     /// How many times [`Client::transaction`] retries after `EAGAIN`.
     pub max_transaction_attempts: u32,
@@ -139,8 +139,8 @@ pub const DEFAULT_CONNECTIONS: usize = 16;
 
 /// The pipelining window of each connection unless told otherwise, measured against the C
 /// xenstored 4.17 (`benches/live_snapshot.rs` prints the curve). Over one connection, on a
-/// 172,017-node store, windows from 8 to 32 were best and window 1 took 2.4 to 2.8 times as long;
-/// over 16 connections windows 1 to 32 all took within 15% of each other (quiet runs).
+/// 172,017-node store, windows from 8 to 32 were best and window 1 took 2.4 to 2.8 times as
+/// long; over 16 connections windows 1 to 32 all took within 15% of each other (quiet runs).
 /// It stays under the 20-request quota that xenstored applies to unprivileged domains, so the
 /// same window is safe over `/dev/xen/xenbus`.
 pub const DEFAULT_WINDOW: usize = 16;

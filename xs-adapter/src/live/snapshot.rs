@@ -47,8 +47,9 @@
 //!
 //! The argument relies on the daemon answering one connection in order and queueing events
 //! with replies; it needs no order between connections, since the barrier goes out only after
-//! every read's reply has come back. xenstore.txt allows replies in any order, but both the C xenstored and
-//! oxenstored answer in order; the tests check the outcome against a concurrent writer.
+//! every read's reply has come back. xenstore.txt allows replies in any order, but both the C
+//! xenstored and oxenstored answer in order; the tests check the outcome against a concurrent
+//! writer.
 //!
 //! # Per-domain transactions ([`Consistency::Transaction`])
 //!
@@ -553,7 +554,6 @@ fn barrier(conn: &mut Conn) -> Result<(), Error> {
 struct Builder<'r> {
     rules: &'r Rules,
     options: &'r SnapshotOptions,
-    window: usize,
     tree: Tree,
     denied: BTreeMap<(Path, u32), Denied>,
     stats: SnapshotStats,
@@ -584,7 +584,8 @@ impl Builder<'_> {
             let used = client.run_spread(&mut walk)?;
             self.stats.connections = self.stats.connections.max(used);
         } else {
-            client.conn().run(&mut walk, self.window, tx_id)?;
+            let window = client.options().window;
+            client.conn().run(&mut walk, window, tx_id)?;
         }
         let WalkResult { nodes, gone, denied } = walk.finish()?;
         // What was read replaces what the tree held there (only the unit's own nodes, when
@@ -818,7 +819,6 @@ impl Client {
         let mut b = Builder {
             rules: &rules,
             options,
-            window: self.options().window,
             tree: Tree::new(),
             denied: BTreeMap::new(),
             stats: SnapshotStats::default(),
@@ -849,7 +849,7 @@ impl Client {
             TOKEN_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let watches = b.rules.watch_paths();
-        let window = b.window;
+        let window = self.options().window;
         self.conn().run(
             &mut Batch { ops: watches.iter().map(|w| Op::Watch(w.clone(), token.clone())).collect() },
             window,
