@@ -50,8 +50,7 @@ const CPUID_REGISTERS: [&str; 4] = ["eax", "ebx", "ecx", "edx"];
 /// documentation for the rules.
 pub fn normalize_libxl_417(config: &DomainConfig) -> Result<DomainConfig, ConfigError> {
     let mut path = JsonPath::root();
-    let root = Value::Object(config.as_object().clone());
-    normalize_struct(Some(&root), &DOMAIN_CONFIG, &mut path).map(DomainConfig::from_object)
+    normalize_struct(Some(config.as_object()), &DOMAIN_CONFIG, &mut path).map(DomainConfig::from_object)
 }
 
 /// The JSON node types of `libxl__json_node_type`, as a lookup mask.
@@ -106,8 +105,33 @@ fn c_str(s: &str) -> &str {
 /// `libxl__json_map_get`: the first key equal (as a C string) to `name`, if its value has the
 /// wanted type. A first match of the wrong type hides later ones.
 fn map_get<'a>(obj: Option<&'a Value>, name: &str, want: Want) -> Option<&'a Value> {
-    let (_, value) = obj?.as_object()?.iter().find(|(k, _)| c_str(k) == name)?;
-    matches_want(value, want).then_some(value)
+    Fields::of(obj.and_then(Value::as_object)).get(name, want)
+}
+
+/// An object as `libxl__json_map_get` searches it, for a struct's many lookups. Keys are unique
+/// (the reader keeps a repeated key's first occurrence), so unless some key holds a NUL, the
+/// first key equal to a name as a C string is that name's own entry, found by hash instead of
+/// a scan per field.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    obj: Option<&'a Object>,
+    keys_have_nul: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn of(obj: Option<&'a Object>) -> Fields<'a> {
+        Fields { obj, keys_have_nul: obj.is_some_and(|o| o.keys().any(|k| k.contains('\0'))) }
+    }
+
+    fn get(self, name: &str, want: Want) -> Option<&'a Value> {
+        let obj = self.obj?;
+        let value = if self.keys_have_nul {
+            obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v)
+        } else {
+            obj.get(name)
+        }?;
+        matches_want(value, want).then_some(value)
+    }
 }
 
 fn rejects(path: &JsonPath, reason: impl Into<String>) -> ConfigError {
@@ -115,10 +139,11 @@ fn rejects(path: &JsonPath, reason: impl Into<String>) -> ConfigError {
 }
 
 fn normalize_struct(
-    input: Option<&Value>,
+    input: Option<&Object>,
     def: &'static StructDef,
     path: &mut JsonPath,
 ) -> Result<Object, ConfigError> {
+    let input = Fields::of(input);
     let mut out = Map::new();
     for field in def.fields {
         if let FieldType::KeyedUnion(union) = field.ty {
@@ -129,7 +154,7 @@ fn normalize_struct(
             continue;
         }
         path.push_key(field.name);
-        let raw = map_get(input, field.name, want_of(&field.ty));
+        let raw = input.get(field.name, want_of(&field.ty));
         let emitted = normalize_field(&field.ty, field.int_init(), raw, path);
         path.pop();
         if let Some(value) = emitted? {
@@ -142,7 +167,7 @@ fn normalize_struct(
 /// A keyed union: the key libxl emits for the final discriminator (none for a value outside the
 /// union, e.g. a usbdev without `type.hostdev`) and the member's struct.
 fn normalize_union(
-    input: Option<&Value>,
+    input: Fields<'_>,
     union: &'static UnionDef,
     path: &mut JsonPath,
 ) -> Result<(Option<String>, Value), ConfigError> {
@@ -151,7 +176,7 @@ fn normalize_union(
     let mut member_value = Value::Object(Map::new());
     for (member, member_def) in union.members {
         let key = union.member_key(member);
-        let Some(raw) = map_get(input, &key, Want::Map) else { continue };
+        let Some(raw) = input.get(&key, Want::Map) else { continue };
         path.push_key(&key);
         if discriminator != init {
             let e = ConfigError::libxl(
@@ -164,7 +189,7 @@ fn normalize_union(
         }
         discriminator = union.member_value(member);
         let parsed = match member_def {
-            Some(def) => normalize_struct(Some(raw), def, path).map(Value::Object),
+            Some(def) => normalize_struct(raw.as_object(), def, path).map(Value::Object),
             None => Ok(Value::Object(Map::new())),
         };
         path.pop();
@@ -299,7 +324,7 @@ fn normalize_field(
         },
         FieldType::Struct(def) => {
             let mut p = path.clone();
-            Some(Value::Object(normalize_struct(raw, def, &mut p)?))
+            Some(Value::Object(normalize_struct(raw.and_then(Value::as_object), def, &mut p)?))
         }
         FieldType::Array(elem) => match raw.and_then(Value::as_array) {
             Some(items) => {
@@ -320,7 +345,7 @@ fn normalize_field(
 /// name, a bitmap possibly `[]`).
 fn normalize_element(elem: &FieldType, item: &Value, path: &mut JsonPath) -> Result<Value, ConfigError> {
     match elem {
-        FieldType::Struct(def) => normalize_struct(Some(item), def, path).map(Value::Object),
+        FieldType::Struct(def) => normalize_struct(item.as_object(), def, path).map(Value::Object),
         FieldType::Int(kind) => {
             if as_integer(item).is_none() {
                 return Err(rejects(path, format!("an integer array element is {}", kind_of(item))));
