@@ -10,6 +10,7 @@ use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::{Read, XsView};
 use crate::plan::Plan;
 use crate::rules::{json_identity, DeviceKind, IdentityRule, KindRule, MergeRule};
+use crate::xenstore::leading_components;
 use serde_json::Value;
 
 /// `LIBXL_MEMKB_DEFAULT`: MemKB's init value, omitted on output.
@@ -81,15 +82,14 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
-    let mut c = path.split('/').filter(|s| !s.is_empty());
     let is_domid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match (c.next(), c.next(), c.next(), c.next(), c.next(), c.next()) {
-        (Some("libxl"), _, _, _, _, _) => true,
-        (Some("local"), Some("domain"), Some("0"), Some("backend"), Some("pci"), _) => true,
-        (Some("local"), Some("domain"), Some(b), Some("backend"), Some("vtpm" | "vusb"), _) => is_domid(b),
-        (Some("local"), Some("domain"), Some(d), None, _, _) => is_domid(d),
-        (Some("local"), Some("domain"), Some(d), Some("device"), Some("vsnd"), _) => is_domid(d),
-        (Some("local"), Some("domain"), Some(d), Some(part), _, _) => is_domid(d) && HOME_PARTS_READ.contains(&part),
+    match leading_components::<6>(path) {
+        ["libxl", ..] => true,
+        ["local", "domain", "0", "backend", "pci", _] => true,
+        ["local", "domain", b, "backend", "vtpm" | "vusb", _] => is_domid(b),
+        ["local", "domain", d, "", _, _] => is_domid(d),
+        ["local", "domain", d, "device", "vsnd", _] => is_domid(d),
+        ["local", "domain", d, part, _, _] => is_domid(d) && HOME_PARTS_READ.contains(&part),
         _ => false,
     }
 }
@@ -101,11 +101,10 @@ pub fn pointers_outside(tree: &crate::xenstore::Tree) -> Vec<String> {
     let mut out = Vec::new();
     // Every pointer libxl follows lives in a `/libxl` record: one range scan.
     for (path, node) in tree.subtree(&crate::xenstore::Path::new("/libxl").expect("a valid path")) {
-        let mut c = path.as_str().split('/').filter(|s| !s.is_empty());
         let followed = matches!(
-            (c.next(), c.next(), c.next(), c.next(), c.next(), c.next(), c.next()),
-            (Some("libxl"), Some(_), Some("device"), Some("vtpm" | "vusb"), Some(_), Some("backend"), None)
-                | (Some("libxl"), Some(_), Some("device"), Some("vsnd"), Some(_), Some("frontend"), None)
+            leading_components::<7>(path.as_str()),
+            ["libxl", _, "device", "vtpm" | "vusb", _, "backend", ""]
+                | ["libxl", _, "device", "vsnd", _, "frontend", ""]
         );
         if !followed {
             continue;

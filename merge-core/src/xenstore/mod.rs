@@ -8,7 +8,7 @@
 
 mod path;
 
-pub use path::{Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
+pub use path::{leading_components, Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
 
 use imbl::OrdMap;
 use std::fmt;

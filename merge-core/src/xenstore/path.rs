@@ -130,6 +130,31 @@ impl Path {
     }
 }
 
+/// The first `N` components of a path string, `""` past its last one: what
+/// `path.split('/').filter(|c| !c.is_empty())` yields, without an iterator step per component.
+/// For matching path shapes with a slice pattern, on the hot paths that classify every node of
+/// a host.
+pub fn leading_components<const N: usize>(path: &str) -> [&str; N] {
+    let mut out = [""; N];
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    for slot in out.iter_mut() {
+        while i < bytes.len() && bytes[i] == b'/' {
+            i += 1;
+        }
+        if i == bytes.len() {
+            break;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'/' {
+            i += 1;
+        }
+        // `/` is ASCII, so both ends are character boundaries.
+        *slot = &path[start..i];
+    }
+    out
+}
+
 fn validate(s: &str) -> Result<(), PathError> {
     if s.is_empty() {
         return Err(PathError::Empty);
@@ -192,6 +217,18 @@ impl std::str::FromStr for Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leading_components_are_splits_non_empty_parts() {
+        let cases = ["", "/", "//", "/a", "a", "/a/b/c", "a//b/", "///x///y", "/local/domain/3/device/vbd/51712/state"];
+        for s in cases {
+            let want: Vec<&str> = s.split('/').filter(|c| !c.is_empty()).collect();
+            let got = leading_components::<4>(s);
+            for (i, c) in got.iter().enumerate() {
+                assert_eq!(*c, want.get(i).copied().unwrap_or(""), "{s:?} component {i}");
+            }
+        }
+    }
 
     #[test]
     fn accepts_xenstored_paths() {
