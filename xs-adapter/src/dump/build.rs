@@ -28,6 +28,13 @@ pub(crate) fn error_at(line: &Line<'_>, offset: usize, kind: DumpErrorKind) -> D
 
 pub(crate) struct Builder {
     pub tree: Tree,
+    /// Which nodes go into `tree`; the others go to `left_out`, unchecked for duplicates.
+    pub keep: Option<fn(&str) -> bool>,
+    pub left_out: Vec<(Path, Node)>,
+    /// Set when the nodes kept are collected into `collected`, in input order, instead of
+    /// inserted (a part of a dump read on its own thread).
+    pub collect: bool,
+    pub collected: Vec<(Path, Node)>,
     pub lenient: bool,
     pub repairs: Vec<Repair>,
     pub warnings: Vec<Warning>,
@@ -42,6 +49,10 @@ impl Builder {
     pub(crate) fn new(lenient: bool) -> Builder {
         Builder {
             tree: Tree::new(),
+            keep: None,
+            left_out: Vec::new(),
+            collect: false,
+            collected: Vec::new(),
             lenient,
             repairs: Vec::new(),
             warnings: Vec::new(),
@@ -150,6 +161,14 @@ impl Builder {
             if first.is_none() && *wanted == path {
                 *first = Some(line.no);
             }
+            return Ok(());
+        }
+        if self.keep.is_some_and(|keep| !keep(path.as_str())) {
+            self.left_out.push((path, node));
+            return Ok(());
+        }
+        if self.collect {
+            self.collected.push((path, node));
             return Ok(());
         }
         let name = path.clone();

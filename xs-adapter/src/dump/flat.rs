@@ -56,6 +56,7 @@ pub(crate) fn parse_flat<'a>(
         }
         Err(_) => {
             b.tree = merge_core::xenstore::Tree::new();
+            b.left_out.clear();
             b.repairs.truncate(repairs);
             b.warnings.truncate(warnings);
             parse_flat_pass(lines, opts, b, None)
@@ -64,7 +65,7 @@ pub(crate) fn parse_flat<'a>(
 }
 
 /// `<path>:`, whose node also owns the line after it (see [`after_unreadable`]).
-fn unreadable_head(t: &[u8]) -> bool {
+pub(crate) fn unreadable_head(t: &[u8]) -> bool {
     let t = t.trim_ascii_start();
     t.ends_with(b":") && memchr::memchr(b' ', t).is_none()
 }
@@ -76,7 +77,7 @@ fn owned_by_unreadable(next: &Line<'_>, with_perms: bool) -> bool {
 
 /// One pass over the lines. With `parity`, only every other node (a node line with the line it
 /// owns, or any other line) is read, the others skipped.
-fn parse_flat_pass<'a>(
+pub(crate) fn parse_flat_pass<'a>(
     lines: impl Iterator<Item = Line<'a>>,
     opts: &FlatOptions<'_>,
     b: &mut Builder,

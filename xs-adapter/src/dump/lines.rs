@@ -25,8 +25,13 @@ impl Line<'_> {
 /// The lines of `input` exactly as they are (strict mode). A final line end does not start
 /// another line.
 pub(crate) fn raw_lines(input: &[u8]) -> impl Iterator<Item = Line<'_>> + Clone {
+    raw_lines_after(input, 0)
+}
+
+/// [`raw_lines`] of a part of a dump that starts after `lines_before` lines.
+pub(crate) fn raw_lines_after(input: &[u8], lines_before: usize) -> impl Iterator<Item = Line<'_>> + Clone {
     let mut rest = input;
-    let mut no = 0;
+    let mut no = lines_before;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;

@@ -1,0 +1,169 @@
+//! A large `xenstore-ls -f` or `-fp` dump read on several threads. A host's dump is millions of
+//! independent lines, and checking and decoding them is half the cost of reading it; only the
+//! inserts into the tree must be made one by one.
+//!
+//! The dump is cut at line starts that begin a node (never between `<path>:` and the line it
+//! owns), each part is read by the one-pass flat reader with line numbers counted from the part's
+//! start, and the nodes kept are inserted in input order. Only the strict reader runs here, and
+//! on any error the caller reads the dump again on one thread, so that the error reported is
+//! the first in the input, with both lines of a duplicate.
+
+use super::build::Builder;
+use super::flat::{self, FlatOptions};
+use super::lines::raw_lines_after;
+use super::{Format, ReadOptions, Snapshot};
+use merge_core::xenstore::{Node, Path, Tree};
+
+/// Below this many bytes a part, one thread reads faster than several.
+const MIN_PART: usize = 1 << 20;
+
+/// The nodes kept, in a tree, and those left out, read on up to `threads` threads; `None` when
+/// the dump is too small to gain, or has an error somewhere (read it again on one thread).
+pub(crate) fn read_flat(
+    input: &[u8],
+    opts: &ReadOptions,
+    (format, decided_at): (Format, usize),
+    keep: Option<fn(&str) -> bool>,
+    threads: usize,
+) -> Option<(Snapshot, Vec<(Path, Node)>)> {
+    let parts = parts(input, threads.min(input.len() / MIN_PART));
+    if parts.len() < 2 {
+        return None;
+    }
+    let fopts = FlatOptions { perms: format.has_perms(), format, decided_at, base: opts.base.as_ref() };
+    let builders: Vec<Option<Builder>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&(text, lines_before)| {
+                let fopts = &fopts;
+                scope.spawn(move || {
+                    let mut b = Builder::new(false);
+                    b.keep = keep;
+                    b.collect = true;
+                    flat::parse_flat_pass(raw_lines_after(text, lines_before), fopts, &mut b, None).ok().map(|()| b)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut collected = Vec::new();
+    let mut left_out = Vec::new();
+    let mut warnings = Vec::new();
+    for b in builders {
+        let b = b?;
+        collected.extend(b.collected);
+        left_out.extend(b.left_out);
+        warnings.extend(b.warnings);
+    }
+    // Every other node first, then the rest between them: a dump comes almost sorted, and
+    // this fills each leaf of the tree before it splits (as `flat::parse_flat` does).
+    let (mut first, mut second) =
+        (Vec::with_capacity(collected.len() / 2 + 1), Vec::with_capacity(collected.len() / 2));
+    for (i, node) in collected.into_iter().enumerate() {
+        if i % 2 == 0 {
+            first.push(node);
+        } else {
+            second.push(node);
+        }
+    }
+    let mut tree = Tree::new();
+    for (path, node) in first.into_iter().chain(second) {
+        if tree.insert(path, node).is_some() {
+            return None;
+        }
+    }
+    let snapshot = Snapshot { tree, format, base: opts.base.clone(), repairs: Vec::new(), warnings };
+    Some((snapshot, left_out))
+}
+
+/// Up to `n` parts of `input`, each with the number of lines before it.
+fn parts(input: &[u8], n: usize) -> Vec<(&[u8], usize)> {
+    let mut cuts = vec![0];
+    for i in 1..n {
+        let from = (input.len() / n * i).max(*cuts.last().unwrap_or(&0));
+        match node_start_after(input, from) {
+            Some(cut) if cut > *cuts.last().unwrap_or(&0) => cuts.push(cut),
+            _ => break,
+        }
+    }
+    cuts.push(input.len());
+    let mut lines_before = 0;
+    cuts.windows(2)
+        .map(|w| {
+            let part = &input[w[0]..w[1]];
+            let before = lines_before;
+            lines_before += memchr::memchr_iter(b'\n', part).count();
+            (part, before)
+        })
+        .collect()
+}
+
+/// The first line start after `from` where a node begins: not a blank or indented line, and
+/// not the line an unreadable `<path>:` owns.
+fn node_start_after(input: &[u8], from: usize) -> Option<usize> {
+    let mut at = from + memchr::memchr(b'\n', input.get(from..)?)? + 1;
+    while at < input.len() {
+        let prev_start = memchr::memrchr(b'\n', &input[..at - 1]).map_or(0, |i| i + 1);
+        let begins_node = !matches!(input[at], b'\n' | b'\r' | b' ' | b'\t');
+        if begins_node && !flat::unreadable_head(&input[prev_start..at - 1]) {
+            return Some(at);
+        }
+        at += memchr::memchr(b'\n', &input[at..])? + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_read_in_parts_equals_one_read_on_one_thread() {
+        let mut input = Vec::new();
+        for i in 0..60_000 {
+            input.extend_from_slice(
+                format!("/local/domain/{}/k{} = \"v\\t{i}\"   (n0,r1)\n", i / 30, i % 30).as_bytes(),
+            );
+            if i == 30_000 {
+                input.extend_from_slice(b"/local/domain/x:\n  (n0)\n/local/domain/y = \"\" \n");
+            }
+        }
+        let opts = ReadOptions::default();
+        let keep: fn(&str) -> bool = |p| p.ends_with('7');
+        let (snapshot, left_out) =
+            read_flat(&input, &opts, (Format::FlatPerms, 1), Some(keep), 2).expect("read in parts");
+        let (one, one_left_out) = super::super::read_keeping_on_one_thread(&input, &opts, Some(keep)).unwrap();
+        assert!(snapshot.tree == one.tree);
+        assert_eq!(snapshot.warnings, one.warnings);
+        assert_eq!(snapshot.warnings.len(), 1);
+        let sorted = |mut v: Vec<(Path, Node)>| {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(sorted(left_out), sorted(one_left_out));
+        // Too small to gain: read on one thread.
+        assert!(read_flat(&input[..1000], &opts, (Format::FlatPerms, 1), None, 2).is_none());
+    }
+
+    #[test]
+    fn a_cut_never_separates_an_unreadable_node_from_its_line() {
+        let input = b"/a = \"1\"\n/b:\n  (n0)\n/c = \"2\"\n";
+        // From inside `/a`'s line, the next line start is `/b:`, a node.
+        assert_eq!(node_start_after(input, 0), Some(9));
+        // From inside `/b:`, the next start is its perms line, owned by it; then `/c`.
+        assert_eq!(node_start_after(input, 10), Some(20));
+        assert_eq!(node_start_after(input, 21), None);
+    }
+
+    #[test]
+    fn parts_cover_the_input_and_count_lines() {
+        let input: Vec<u8> = (0..1000).flat_map(|i| format!("/n{i} = \"{i}\"\n").into_bytes()).collect();
+        let parts = parts(&input, 4);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.iter().map(|(p, _)| p.len()).sum::<usize>(), input.len());
+        for (part, before) in &parts {
+            let first = std::str::from_utf8(part).unwrap().lines().next().unwrap();
+            assert_eq!(first, format!("/n{before} = \"{before}\""));
+        }
+    }
+}
