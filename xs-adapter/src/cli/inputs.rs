@@ -123,6 +123,44 @@ pub fn read_dump(bytes: &[u8], origin: &str, lenient: bool) -> Result<Tree, CliE
     dump::read(bytes, &opts).map(|s| s.tree).map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))
 }
 
+/// Reads a dump for `policy`. libxl 4.17's retrieve reads 4 in 10 nodes of a host, and a tree
+/// of those gives the same outcome as the whole store (the law of merge-core's
+/// `tests/libxl417_reads.rs`, which the live client's [`Scope::Libxl417`] relies on too), so
+/// under that policy only those go into the tree: inserting is most of the cost of reading.
+/// Two things bring back what was left out: the subtrees a damaged record points to, as the
+/// live client fetches them; and everything, if a domain would otherwise lose all its nodes
+/// (a dump without the home's own line), so that the domains found are the whole store's.
+pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) -> Result<Tree, CliError> {
+    if policy != Policy::Libxl417 {
+        return read_dump(bytes, origin, lenient);
+    }
+    let opts = ReadOptions { lenient, ..ReadOptions::default() };
+    let kept = dump::read_kept(bytes, &opts, live::in_libxl417_scope)
+        .map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))?;
+    let (mut tree, left_out) = (kept.snapshot.tree, kept.left_out);
+    let homes: std::collections::BTreeSet<u32> = guest_homes(&tree).collect();
+    let home_lost = left_out.iter().filter_map(|(p, _)| home_of(p)).any(|d| !homes.contains(&d));
+    if home_lost {
+        for (p, n) in left_out.iter() {
+            tree.insert(p.clone(), n.clone());
+        }
+        return Ok(tree);
+    }
+    for pointer in merge_core::reconcile::libxl417::pointers_outside(&tree) {
+        let Ok(root) = Path::new(&pointer) else { continue };
+        for (p, n) in left_out.subtree(&root) {
+            tree.insert(p.clone(), n.clone());
+        }
+    }
+    Ok(tree)
+}
+
+/// The domid of a path under `/local/domain/<domid>`.
+fn home_of(path: &Path) -> Option<u32> {
+    let mut c = path.as_str().strip_prefix("/local/domain/")?.split('/');
+    c.next()?.parse().ok()
+}
+
 fn live_error(e: live::Error) -> CliError {
     let fix = "run on a Xen host with access to xenstored (usually as root), set XENSTORED_PATH to its socket, or give --xenstore DUMP";
     match e {
@@ -150,36 +188,17 @@ impl OpenedSources {
             Some(p) => {
                 let bytes = read_input(p, stdin, DUMP_FIX)?;
                 let origin = origin_of(p);
-                Snapshot::Tree { tree: read_dump(&bytes, &origin, sources.lenient)?, origin }
+                Snapshot::Tree {
+                    tree: read_dump_for(&bytes, &origin, sources.lenient, sources.policy.policy())?,
+                    origin,
+                }
             }
             None => Snapshot::Live { client: Box::new(Client::connect(Endpoint::from_env()).map_err(live_error)?) },
         };
         let json = match (&sources.json, &sources.userdata_dir) {
             (Some(p), _) => JsonSource::File { origin: origin_of(p), bytes: read_input(p, stdin, JSON_FIX)? },
-            (None, dir) => {
-                let dir = UserdataDir::new(dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
-                if !dir.path().is_dir() {
-                    let why = match std::fs::metadata(dir.path()) {
-                        Ok(_) => "not a directory".to_string(),
-                        Err(e) => io_reason(&e),
-                    };
-                    return Err(CliError::new(
-                        format!("cannot use the userdata directory {}: {why}", dir.path().display()),
-                        "run on a Xen host, or give --userdata-dir DIR or --json FILE",
-                    ));
-                }
-                let locking = if sources.no_lock {
-                    Locking::None
-                } else {
-                    let secs = sources.lock_timeout;
-                    if !(secs.is_finite() && secs >= 0.0) {
-                        return Err(CliError::new(
-                            format!("--lock-timeout {secs}: not a number of seconds"),
-                            "give --lock-timeout e.g. 10",
-                        ));
-                    }
-                    Locking::Lock(LockOptions { timeout: Duration::from_secs_f64(secs), ..LockOptions::default() })
-                };
+            (None, _) => {
+                let (dir, locking) = userdata_dir(sources)?;
                 JsonSource::Dir { dir, locking }
             }
         };
@@ -271,128 +290,228 @@ impl OpenedSources {
                 "Xen 4.17's default for cpupool 0; pass --scheduler",
             ),
         };
-        let mut domains = Vec::with_capacity(domids.len());
-        let mut vanished = Vec::new();
+        // Everything but the JSON, in domain order. A failure stops here; the domains before
+        // it are still read, so the error reported is the first in domain order.
+        let mut staged = Vec::with_capacity(domids.len());
+        let mut stage_error = None;
         for (domid, tree) in domids.into_iter().zip(trees) {
-            let mut notes = Vec::new();
-            let json_config_hint = match &self.json {
-                JsonSource::File { bytes, .. } => parse_json(bytes, domid, policy).ok().and_then(|r| match r {
-                    JsonReplica::Present(c) => Some(c),
-                    _ => None,
-                }),
-                _ => None,
-            };
-            // The hypervisor's view of the domain.
-            let hv = match (&host_file, &self.hypervisor) {
-                (Some(file), Some(text)) => match file.domain(domid) {
-                    Some(d) => {
-                        notes.push(InputNote::from("uuid", d.uuid.clone(), format!("--hypervisor {}", text.origin)));
-                        notes.push(InputNote::from(
-                            "type",
-                            d.guest_type.as_str(),
-                            format!("--hypervisor {}", text.origin),
-                        ));
-                        notes.push(InputNote::from(
-                            "sched_params",
-                            format!("weight {} cap {}", d.weight, d.cap),
-                            format!("--hypervisor {}", text.origin),
-                        ));
-                        Some(d.clone())
-                    }
-                    None => {
-                        notes.push(InputNote::defaulted(
-                            "uuid",
-                            "(none)",
-                            format!(
-                                "domain {domid} is not in --hypervisor {}: libxl would find no such domain",
-                                text.origin
-                            ),
-                        ));
-                        None
-                    }
-                },
-                _ => {
-                    let uuid_from_files = match &self.json {
-                        JsonSource::Dir { dir, .. } => dir.json_uuids(domid).map_err(userdata_error)?,
-                        JsonSource::Embedded { .. } | JsonSource::File { .. } => Vec::new(),
-                    };
-                    let d = derive_domain(&tree, domid, json_config_hint.as_ref(), &uuid_from_files, &mut notes);
-                    host.insert(d.clone());
-                    Some(d)
+            match stage(domid, tree, host_file.as_ref().zip(self.hypervisor.as_ref()), &self.json, policy, &mut host) {
+                Ok(mut s) => {
+                    s.notes.push(scheduler_note.clone());
+                    staged.push(s);
                 }
-            };
-            notes.push(scheduler_note.clone());
-            let uuid = hv.as_ref().map_or(ZERO_UUID.to_string(), |d| d.uuid.clone());
-            let json = match &self.json {
-                JsonSource::File { origin, bytes } => {
-                    notes.push(InputNote::from("userdata", origin.clone(), "--json"));
-                    parse_json(bytes, domid, policy).map_err(|e| CliError::new(format!("{origin}: {e}"), JSON_FIX))?
+                Err(e) => {
+                    stage_error = Some(e);
+                    break;
                 }
-                JsonSource::Dir { dir, locking } => {
-                    let path = dir.json_path(domid, &uuid);
-                    // libxl checks, lock held, that the domain is still there; on a live host
-                    // its xenstore home is what we can ask.
-                    let mut probe_error = None;
-                    let mut alive = || match live_client.as_mut() {
-                        Some(client) => match client.directory(&format!("/local/domain/{domid}")) {
-                            Ok(found) => found.is_some(),
-                            Err(e) => {
-                                probe_error = Some(e);
-                                true
-                            }
-                        },
-                        None => true,
-                    };
-                    let read = dir.read_json_if_alive(domid, &uuid, *locking, &mut alive).map_err(userdata_error)?;
-                    if let Some(e) = probe_error {
-                        return Err(live_error(e));
-                    }
-                    match read {
-                        JsonRead::DomainGone if select.domids.is_empty() => {
-                            // As `xl list -l`: a domain destroyed meanwhile is not listed.
-                            vanished.push(domid);
-                            continue;
-                        }
-                        JsonRead::DomainGone => {
-                            return Err(CliError::new(
-                                format!("domain {domid} was destroyed while xlsync read it (checked under libxl's userdata lock)"),
-                                "nothing to retrieve: the domain no longer exists",
-                            ))
-                        }
-                        JsonRead::Bytes(bytes) => {
-                            let how = match locking {
-                                Locking::Lock(_) => "read under libxl's userdata lock",
-                                Locking::None => "read without the userdata lock (--no-lock)",
-                            };
-                            notes.push(InputNote::from("userdata", path.display().to_string(), how));
-                            parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()))
-                        }
-                        JsonRead::Absent => {
-                            notes.push(InputNote::from("userdata", "(none)", format!("no file {}", path.display())));
-                            JsonReplica::Missing
-                        }
-                    }
+            }
+        }
+        // The JSON: on all cores, since each userdata file is read under its own lock, which
+        // costs a file creation and removal, and a host has a thousand of them.
+        let live_client = std::sync::Mutex::new(live_client);
+        let jsons =
+            super::par::map(staged.iter().collect(), |s: &Staged| json_of(s, &self.json, policy, select, &live_client));
+        let mut domains = Vec::with_capacity(staged.len());
+        let mut vanished = Vec::new();
+        for (Staged { domid, tree, mut notes, .. }, json) in staged.into_iter().zip(jsons) {
+            match json? {
+                Some((json, note)) => {
+                    notes.push(note);
+                    domains.push(DomainInputs { domid, tree, json, notes });
                 }
-                JsonSource::Embedded { origin, files } => match files.iter().find(|(d, _)| *d == domid) {
-                    Some((_, bytes)) => {
-                        let name = crate::userdata::data_file_name(domid, &uuid, crate::userdata::LIBXL_JSON);
-                        notes.push(InputNote::from("userdata", name, origin.clone()));
-                        parse_json(bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()))
-                    }
-                    None => {
-                        notes.push(InputNote::from(
-                            "userdata",
-                            "(none)",
-                            format!("no file for domain {domid} in {origin}"),
-                        ));
-                        JsonReplica::Missing
-                    }
-                },
-            };
-            domains.push(DomainInputs { domid, tree, json, notes });
+                // As `xl list -l`: a domain destroyed meanwhile is not listed.
+                None => vanished.push(domid),
+            }
+        }
+        if let Some(e) = stage_error {
+            return Err(e);
         }
         Ok(LoadedHost { policy, host, domains, vanished })
     }
+}
+
+/// A domain's inputs but its JSON.
+struct Staged {
+    domid: u32,
+    tree: Tree,
+    notes: Vec<InputNote>,
+    uuid: String,
+}
+
+/// What the hypervisor says of a domain (from `--hypervisor`, or derived from xenstore and
+/// added to `host`), and the uuid that names its userdata file.
+fn stage(
+    domid: u32,
+    tree: Tree,
+    hypervisor: Option<(&HostInfo, &HypervisorText)>,
+    json: &JsonSource,
+    policy: Policy,
+    host: &mut HostInfo,
+) -> Result<Staged, CliError> {
+    let mut notes = Vec::new();
+    let hv = match hypervisor {
+        Some((file, text)) => match file.domain(domid) {
+            Some(d) => {
+                let source = format!("--hypervisor {}", text.origin);
+                notes.push(InputNote::from("uuid", d.uuid.clone(), source.clone()));
+                notes.push(InputNote::from("type", d.guest_type.as_str(), source.clone()));
+                notes.push(InputNote::from("sched_params", format!("weight {} cap {}", d.weight, d.cap), source));
+                Some(d.clone())
+            }
+            None => {
+                notes.push(InputNote::defaulted(
+                    "uuid",
+                    "(none)",
+                    format!("domain {domid} is not in --hypervisor {}: libxl would find no such domain", text.origin),
+                ));
+                None
+            }
+        },
+        _ => {
+            let json_config_hint = match json {
+                JsonSource::File { bytes, .. } => match parse_json(bytes, domid, policy) {
+                    Ok(JsonReplica::Present(c)) => Some(c),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let uuid_from_files = match json {
+                JsonSource::Dir { dir, .. } => dir.json_uuids(domid).map_err(userdata_error)?,
+                JsonSource::Embedded { .. } | JsonSource::File { .. } => Vec::new(),
+            };
+            let d = derive_domain(&tree, domid, json_config_hint.as_ref(), &uuid_from_files, &mut notes);
+            host.insert(d.clone());
+            Some(d)
+        }
+    };
+    let uuid = hv.map_or(ZERO_UUID.to_string(), |d| d.uuid);
+    Ok(Staged { domid, tree, notes, uuid })
+}
+
+/// A domain's JSON replica and where it came from; `None` for a domain of `--all` found
+/// destroyed under its userdata lock, which `xl list -l` does not list.
+fn json_of(
+    s: &Staged,
+    json: &JsonSource,
+    policy: Policy,
+    select: &Selection,
+    live_client: &std::sync::Mutex<Option<Box<Client>>>,
+) -> Result<Option<(JsonReplica, InputNote)>, CliError> {
+    let domid = s.domid;
+    Ok(Some(match json {
+        JsonSource::File { origin, bytes } => {
+            let json =
+                parse_json(bytes, domid, policy).map_err(|e| CliError::new(format!("{origin}: {e}"), JSON_FIX))?;
+            (json, InputNote::from("userdata", origin.clone(), "--json"))
+        }
+        JsonSource::Dir { dir, locking } => {
+            // libxl checks, lock held, that the domain is still there; on a live host its
+            // xenstore home is what we can ask.
+            let mut probe_error = None;
+            let mut alive = || {
+                let mut client = live_client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match client.as_mut() {
+                    Some(client) => match client.directory(&format!("/local/domain/{domid}")) {
+                        Ok(found) => found.is_some(),
+                        Err(e) => {
+                            probe_error = Some(e);
+                            true
+                        }
+                    },
+                    None => true,
+                }
+            };
+            let read = read_dir_json(dir, *locking, domid, &s.uuid, policy, &mut alive);
+            if let Some(e) = probe_error {
+                return Err(live_error(e));
+            }
+            let path = dir.json_path(domid, &s.uuid);
+            match read.map_err(userdata_error)? {
+                ParsedRead::Gone if select.domids.is_empty() => return Ok(None),
+                ParsedRead::Gone => {
+                    return Err(CliError::new(
+                        format!(
+                            "domain {domid} was destroyed while xlsync read it (checked under libxl's userdata lock)"
+                        ),
+                        "nothing to retrieve: the domain no longer exists",
+                    ))
+                }
+                ParsedRead::Parsed(json) => {
+                    let how = match locking {
+                        Locking::Lock(_) => "read under libxl's userdata lock",
+                        Locking::None => "read without the userdata lock (--no-lock)",
+                    };
+                    (json, InputNote::from("userdata", path.display().to_string(), how))
+                }
+                ParsedRead::Absent => {
+                    (JsonReplica::Missing, InputNote::from("userdata", "(none)", format!("no file {}", path.display())))
+                }
+            }
+        }
+        JsonSource::Embedded { origin, files } => match files.iter().find(|(d, _)| *d == domid) {
+            Some((_, bytes)) => {
+                let name = crate::userdata::data_file_name(domid, &s.uuid, crate::userdata::LIBXL_JSON);
+                let json = parse_json(bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()));
+                (json, InputNote::from("userdata", name, origin.clone()))
+            }
+            None => (
+                JsonReplica::Missing,
+                InputNote::from("userdata", "(none)", format!("no file for domain {domid} in {origin}")),
+            ),
+        },
+    }))
+}
+
+/// A userdata file read under its lock ([`UserdataDir::read_json_if_alive`]), and parsed.
+enum ParsedRead {
+    Parsed(JsonReplica),
+    Absent,
+    Gone,
+}
+
+fn read_dir_json(
+    dir: &UserdataDir,
+    locking: Locking,
+    domid: u32,
+    uuid: &str,
+    policy: Policy,
+    alive: &mut dyn FnMut() -> bool,
+) -> Result<ParsedRead, UserdataError> {
+    Ok(match dir.read_json_if_alive(domid, uuid, locking, alive)? {
+        JsonRead::Bytes(bytes) => ParsedRead::Parsed(
+            parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string())),
+        ),
+        JsonRead::Absent => ParsedRead::Absent,
+        JsonRead::DomainGone => ParsedRead::Gone,
+    })
+}
+
+/// The userdata directory and how to lock its files, from the command line.
+fn userdata_dir(sources: &Sources) -> Result<(UserdataDir, Locking), CliError> {
+    let dir = UserdataDir::new(sources.userdata_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
+    if !dir.path().is_dir() {
+        let why = match std::fs::metadata(dir.path()) {
+            Ok(_) => "not a directory".to_string(),
+            Err(e) => io_reason(&e),
+        };
+        return Err(CliError::new(
+            format!("cannot use the userdata directory {}: {why}", dir.path().display()),
+            "run on a Xen host, or give --userdata-dir DIR or --json FILE",
+        ));
+    }
+    let locking = if sources.no_lock {
+        Locking::None
+    } else {
+        let secs = sources.lock_timeout;
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(CliError::new(
+                format!("--lock-timeout {secs}: not a number of seconds"),
+                "give --lock-timeout e.g. 10",
+            ));
+        }
+        Locking::Lock(LockOptions { timeout: Duration::from_secs_f64(secs), ..LockOptions::default() })
+    };
+    Ok((dir, locking))
 }
 
 fn userdata_error(e: UserdataError) -> CliError {
@@ -453,12 +572,15 @@ pub fn parse_json(bytes: &[u8], domid: u32, policy: Policy) -> Result<JsonReplic
 
 /// The guest domids of a snapshot: every numeric child of `/local/domain` but 0, by domid.
 pub fn guest_domids(tree: &Tree) -> Vec<u32> {
-    let local = Path::new("/local/domain").expect("a valid path");
-    let mut domids: Vec<u32> =
-        tree.children(&local).iter().filter_map(|c| c.parse::<u32>().ok()).filter(|&d| d != 0).collect();
+    let mut domids: Vec<u32> = guest_homes(tree).filter(|&d| d != 0).collect();
     domids.sort_unstable();
     domids.dedup();
     domids
+}
+
+/// Every numeric child of `/local/domain`.
+fn guest_homes(tree: &Tree) -> impl Iterator<Item = u32> {
+    tree.children_of_str("/local/domain").into_iter().filter_map(|c| c.parse::<u32>().ok())
 }
 
 fn check_exists(domid: u32, tree: &Tree, host: Option<&HostInfo>, origin: &str) -> Result<(), CliError> {

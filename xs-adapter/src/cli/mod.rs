@@ -13,6 +13,7 @@ pub mod demo;
 pub mod dot;
 pub mod error;
 pub mod inputs;
+pub mod par;
 pub mod report;
 
 use args::{Cli, ColorChoice, Command, Format, Output, Selection, Sources};
@@ -87,7 +88,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
         output: Output { format: Format::Text, color: ColorChoice::Auto },
         policy: args::PolicyArg::NoLoss,
     });
-    match command {
+    let (printed, results) = match command {
         Command::Demo { output, policy } => {
             let policy = policy.policy();
             let results = report::reconcile_all(demo::sources(policy)?.load(&Selection { domids: vec![], all: true })?);
@@ -104,35 +105,36 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
                     p.dim("Each device is classified; a real host: xlsync explain --all (see xlsync --help)."),
                 );
             }
-            Ok(Printed::ok(text))
+            (Printed::ok(text), results)
         }
         Command::Retrieve { select, sources, bare } => {
             let (policy, results) = load(&select, &sources, env)?;
-            Ok(retrieve(&results, policy, bare))
+            (retrieve(&results, policy, bare), results)
         }
         Command::Explain { select, sources, output } => {
             let (policy, results) = load(&select, &sources, env)?;
-            Ok(Printed::ok(explanation(&results, policy, output, env)))
+            (Printed::ok(explanation(&results, policy, output, env)), results)
         }
         Command::Check { select, sources } => {
             let (_, results) = load(&select, &sources, env)?;
             let half_baked = results.iter().any(|r| r.outcome.is_half_baked());
             let paint = paint(ColorChoice::Auto, env);
-            Ok(Printed {
+            let printed = Printed {
                 stdout: report::plan_text(&results, paint),
                 stderr: String::new(),
                 status: if half_baked { EXIT_HALF_BAKED } else { EXIT_OK },
-            })
+            };
+            (printed, results)
         }
         Command::Plan { select, sources, dot } => {
             let (_, results) = load(&select, &sources, env)?;
-            Ok(Printed::ok(if dot {
-                dot::to_dot(&results)
-            } else {
-                report::plan_text(&results, paint(ColorChoice::Auto, env))
-            }))
+            let text =
+                if dot { dot::to_dot(&results) } else { report::plan_text(&results, paint(ColorChoice::Auto, env)) };
+            (Printed::ok(text), results)
         }
-    }
+    };
+    par::drop_in_background(results);
+    Ok(printed)
 }
 
 fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Policy, Vec<Reconciled>), CliError> {

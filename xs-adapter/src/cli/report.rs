@@ -69,26 +69,7 @@ pub fn reconcile_all(loaded: LoadedHost) -> Vec<Reconciled> {
             reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host: &host }, policy);
         Reconciled { inputs, outcome }
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(domains.len() / 16).max(1);
-    if workers == 1 {
-        return domains.into_iter().map(one).collect();
-    }
-    let chunk = domains.len().div_ceil(workers);
-    let mut chunks: Vec<Vec<DomainInputs>> = Vec::with_capacity(workers);
-    let mut rest = domains.into_iter();
-    loop {
-        let c: Vec<DomainInputs> = rest.by_ref().take(chunk).collect();
-        if c.is_empty() {
-            break;
-        }
-        chunks.push(c);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            chunks.into_iter().map(|c| scope.spawn(|| c.into_iter().map(one).collect::<Vec<_>>())).collect();
-        // A panic in a worker is a bug: re-raise it as the sequential code would have.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
+    super::par::map(domains, one)
 }
 
 /// ANSI styling, or none.

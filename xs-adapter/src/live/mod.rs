@@ -14,7 +14,9 @@
 mod conn;
 pub mod snapshot;
 
-pub use snapshot::{Consistency, Scope, Snapshot, SnapshotOptions, SnapshotStats, DOMAIN_HOME_PARTS};
+pub use snapshot::{
+    in_libxl417_scope, Consistency, Scope, Snapshot, SnapshotOptions, SnapshotStats, DOMAIN_HOME_PARTS,
+};
 
 use crate::wire::{self, Errno, MsgType, ReplyError, Request, WireError};
 use conn::{Conn, Op, Reply, Work};

@@ -102,6 +102,16 @@ pub enum Scope {
     Libxl417,
 }
 
+/// Whether [`Scope::Libxl417`] holds the node at `path`: what libxl 4.17's retrieve reads
+/// ([`merge_core::reconcile::libxl417::reads`]) and each home's `vm`.
+pub fn in_libxl417_scope(path: &str) -> bool {
+    merge_core::reconcile::libxl417::reads(path)
+        || matches!(
+            merge_core::xenstore::leading_components::<5>(path),
+            ["local", "domain", d, "vm", ""] if d.parse::<u32>().is_ok()
+        )
+}
+
 /// How a snapshot is made consistent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {
@@ -227,10 +237,7 @@ impl Rules {
                 ["libxl", ..] | ["vm", ..] => true,
                 _ => false,
             },
-            Scope::Libxl417 => {
-                merge_core::reconcile::libxl417::reads(path)
-                    || matches!(c.as_slice(), ["local", "domain", d, "vm"] if is_domid(d))
-            }
+            Scope::Libxl417 => in_libxl417_scope(path),
             Scope::Domain(domid) => {
                 let me = domid.to_string();
                 match c.as_slice() {
