@@ -16,14 +16,14 @@ fn cases() -> u32 {
     std::env::var("XLSYNC_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
 }
 
-fn kept_or_panic(bytes: &[u8]) -> dump::Kept {
+fn kept_or_panic(bytes: &[u8]) -> dump::Kept<'_> {
     dump::read_kept(bytes, &ReadOptions::default(), in_libxl417_scope).expect("the dump reads")
 }
 
 /// The kept tree and the nodes left out, as one tree.
-fn union(kept: &dump::Kept) -> Tree {
+fn union(kept: &dump::Kept<'_>) -> Tree {
     let mut all = kept.snapshot.tree.clone();
-    for (p, n) in kept.left_out.iter() {
+    for (p, n) in kept.left_out.to_tree().unwrap().iter() {
         assert!(all.insert(p.clone(), n.clone()).is_none(), "{p} is both kept and left out");
     }
     all
@@ -48,9 +48,10 @@ proptest! {
         let whole = dump::read(&bytes, &ReadOptions::default()).unwrap().tree;
         let kept = kept_or_panic(&bytes);
         prop_assert!(kept.snapshot.tree.iter().all(|(p, _)| in_libxl417_scope(p.as_str())));
-        prop_assert!(kept.left_out.iter().all(|(p, _)| !in_libxl417_scope(p.as_str())));
-        let paths: Vec<&Path> = kept.left_out.iter().map(|(p, _)| p).collect();
+        prop_assert!(kept.left_out.paths().all(|p| !in_libxl417_scope(p)));
+        let paths: Vec<&str> = kept.left_out.paths().collect();
         prop_assert!(paths.windows(2).all(|w| w[0] < w[1]), "left out nodes are sorted and unique");
+        prop_assert_eq!(paths.len(), kept.left_out.len());
         prop_assert!(union(&kept) == whole, "kept and left out are the whole dump");
 
         let read = read_dump_for(&bytes, "host.fp", false, Policy::Libxl417).unwrap();
@@ -141,4 +142,24 @@ fn a_domain_known_only_by_nodes_left_out_keeps_the_whole_dump() {
 fn no_loss_reads_the_whole_dump() {
     let whole = read_dump(HOST.as_bytes(), "host.fp", false).unwrap();
     assert!(read_dump_for(HOST.as_bytes(), "host.fp", false, Policy::NoLoss).unwrap() == whole);
+}
+
+#[test]
+fn nodes_left_out_are_read_again_as_they_were() {
+    // An unreadable node with its permissions line, one with a blank line, a value whose
+    // permissions were unreadable, and an escaped value: all left out, all read back exactly.
+    let bytes = format!(
+        "{}/local/domain/0/backend/vbd/3/51712/hidden:\n  (n0)\n/local/domain/0/backend/vbd/3/51712/gone:\n\n\
+         /local/domain/0/backend/vbd/3/51712/odd = \"a\\tb\\\\c\" \n",
+        HOST.lines().map(|l| format!("{l}   (n0)\n")).collect::<String>()
+    );
+    let whole = dump::read(bytes.as_bytes(), &ReadOptions::default()).unwrap();
+    let kept = kept_or_panic(bytes.as_bytes());
+    assert_eq!(kept.snapshot.warnings, whole.warnings, "the warning of a node left out is kept");
+    assert!(union(&kept) == whole.tree);
+    let root = Path::new("/local/domain/0/backend/vbd/3/51712").unwrap();
+    let sub = kept.left_out.subtree(&root).unwrap();
+    assert_eq!(sub.len(), 5, "the device, its state and the three nodes above");
+    assert!(sub.iter().all(|(p, n)| whole.tree.get(p) == Some(n)));
+    assert_eq!(kept.left_out.subtree(&Path::root()).unwrap(), kept.left_out.to_tree().unwrap());
 }

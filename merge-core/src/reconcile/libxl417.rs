@@ -82,8 +82,13 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
+    reads_components(leading_components(path))
+}
+
+/// [`reads`], given the path's first six components ([`leading_components`]).
+pub fn reads_components(components: [&str; 6]) -> bool {
     let is_domid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match leading_components::<6>(path) {
+    match components {
         ["libxl", ..] => true,
         ["local", "domain", "0", "backend", "pci", _] => true,
         ["local", "domain", b, "backend", "vtpm" | "vusb", _] => is_domid(b),

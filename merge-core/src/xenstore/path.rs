@@ -46,6 +46,11 @@ impl Path {
         Ok(Path(Arc::from(s)))
     }
 
+    /// Checks `s` as [`Path::new`] does, without making a path.
+    pub fn check(s: &str) -> Result<(), PathError> {
+        validate(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -139,16 +139,13 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
         .map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))?;
     let (mut tree, left_out) = (kept.snapshot.tree, kept.left_out);
     let homes: std::collections::BTreeSet<u32> = guest_homes(&tree).collect();
-    let home_lost = left_out.iter().filter_map(|(p, _)| home_of(p)).any(|d| !homes.contains(&d));
-    if home_lost {
-        for (p, n) in left_out.iter() {
-            tree.insert(p.clone(), n.clone());
-        }
-        return Ok(tree);
+    if left_out.paths().filter_map(home_of).any(|d| !homes.contains(&d)) {
+        return read_dump(bytes, origin, lenient);
     }
     for pointer in merge_core::reconcile::libxl417::pointers_outside(&tree) {
         let Ok(root) = Path::new(&pointer) else { continue };
-        for (p, n) in left_out.subtree(&root) {
+        let pointed = left_out.subtree(&root).map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))?;
+        for (p, n) in pointed.iter() {
             tree.insert(p.clone(), n.clone());
         }
     }
@@ -156,8 +153,8 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
 }
 
 /// The domid of a path under `/local/domain/<domid>`.
-fn home_of(path: &Path) -> Option<u32> {
-    let mut c = path.as_str().strip_prefix("/local/domain/")?.split('/');
+fn home_of(path: &str) -> Option<u32> {
+    let mut c = path.strip_prefix("/local/domain/")?.split('/');
     c.next()?.parse().ok()
 }
 

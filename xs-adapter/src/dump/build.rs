@@ -28,9 +28,10 @@ pub(crate) fn error_at(line: &Line<'_>, offset: usize, kind: DumpErrorKind) -> D
 
 pub(crate) struct Builder {
     pub tree: Tree,
-    /// Which nodes go into `tree`; the others go to `left_out`, unchecked for duplicates.
+    /// Which nodes go into `tree` (see [`Builder::leaves_out`]); the others are only checked,
+    /// and where they are goes to `left_out`.
     pub keep: Option<fn(&str) -> bool>,
-    pub left_out: Vec<(Path, Node)>,
+    pub left_out: Vec<LeftNode>,
     /// Set when the nodes kept are collected into `collected`, in input order, instead of
     /// inserted (a part of a dump read on its own thread).
     pub collect: bool,
@@ -115,21 +116,63 @@ impl Builder {
         text: &[u8],
         cut: bool,
     ) -> Result<Box<[u8]>, DumpError> {
+        self.decode_value(line, offset, text, cut, |v| Box::from(v))
+    }
+
+    /// Checks a value as [`Builder::dump_value`] does, without keeping it.
+    pub(crate) fn check_dump_value(&mut self, line: &Line<'_>, offset: usize, text: &[u8]) -> Result<(), DumpError> {
+        self.decode_value(line, offset, text, false, |_| ())
+    }
+
+    fn decode_value<R>(
+        &mut self,
+        line: &Line<'_>,
+        offset: usize,
+        text: &[u8],
+        cut: bool,
+        keep: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, DumpError> {
         // Fast path: nothing to unescape.
         if text.iter().all(|&b| (b' '..=b'~').contains(&b) && b != b'\\') {
             if text.len() > VALUE_MAX {
                 return Err(error_at(line, offset, DumpErrorKind::ValueTooLong { len: text.len(), max: VALUE_MAX }));
             }
-            return Ok(Box::from(text));
+            return Ok(keep(text));
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = escape::decode_dump_value(text, cut, &mut scratch);
-        let value = Box::from(&scratch[..]);
+        let result = escape::decode_dump_value(text, cut, &mut scratch)
+            .map(|()| keep(&scratch))
+            .map_err(|e| decode_error(line, offset, text, e, DUMP_ESCAPES));
         self.scratch = scratch;
-        match result {
-            Ok(()) => Ok(value),
-            Err(e) => Err(decode_error(line, offset, text, e, DUMP_ESCAPES)),
+        result
+    }
+
+    /// Whether the node whose path is `path_text` is left out of the tree: `keep` is set and
+    /// does not accept it. Only a line read as it is can be (its place in the input is how the
+    /// node is found again), and only a path needing no base to resolve against.
+    pub(crate) fn leaves_out(&self, line: &Line<'_>, path_text: &[u8], base: Option<&Path>) -> bool {
+        let Some(keep) = self.keep else { return false };
+        if line.offset.is_none() || self.find_first.is_some() {
+            return false;
         }
+        match std::str::from_utf8(path_text) {
+            Ok(p) => (base.is_none() || p.starts_with('/')) && !keep(p),
+            Err(_) => false,
+        }
+    }
+
+    /// Records a node left out: its line (and, if given, up to `end`, the line it owns) and its
+    /// path, `path_len` bytes after `skip`.
+    pub(crate) fn leave_out(&mut self, line: &Line<'_>, skip: usize, path_len: usize, end: Option<usize>) {
+        let start = line.offset.unwrap_or_default() + skip;
+        let end = end.unwrap_or(line.offset.unwrap_or_default() + line.text.len());
+        self.left_out.push(LeftNode { start, end, path_len });
+    }
+
+    /// Checks a path as [`Builder::path`] does, without making it.
+    pub(crate) fn check_path(&self, line: &Line<'_>, offset: usize, bytes: &[u8]) -> Result<(), DumpError> {
+        let s = std::str::from_utf8(bytes).map_err(|e| utf8_path_error(line, offset, e))?;
+        Path::check(s).map_err(|e| path_error(line, offset, e))
     }
 
     /// Validates a path given as bytes at `offset` of the line.
@@ -140,14 +183,7 @@ impl Builder {
         bytes: &[u8],
         base: Option<&Path>,
     ) -> Result<Path, DumpError> {
-        let s = std::str::from_utf8(bytes).map_err(|e| {
-            let bad = e.valid_up_to();
-            error_at(
-                line,
-                offset + bad,
-                DumpErrorKind::BadPath(merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad }),
-            )
-        })?;
+        let s = std::str::from_utf8(bytes).map_err(|e| utf8_path_error(line, offset, e))?;
         let path = Path::new(s).map_err(|e| path_error(line, offset, e))?;
         match base {
             Some(base) if !path.is_absolute() => path.resolve(base).map_err(|e| path_error(line, offset, e)),
@@ -163,10 +199,6 @@ impl Builder {
             }
             return Ok(());
         }
-        if self.keep.is_some_and(|keep| !keep(path.as_str())) {
-            self.left_out.push((path, node));
-            return Ok(());
-        }
         if self.collect {
             self.collected.push((path, node));
             return Ok(());
@@ -177,6 +209,24 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+fn utf8_path_error(line: &Line<'_>, offset: usize, e: std::str::Utf8Error) -> DumpError {
+    let bad = e.valid_up_to();
+    error_at(
+        line,
+        offset + bad,
+        DumpErrorKind::BadPath(merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad }),
+    )
+}
+
+/// A node of the input left out of the tree: its lines are `start..end` of the input, its
+/// path the first `path_len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeftNode {
+    pub start: usize,
+    pub end: usize,
+    pub path_len: usize,
 }
 
 pub(crate) fn path_error(line: &Line<'_>, offset: usize, e: merge_core::xenstore::PathError) -> DumpError {

@@ -123,10 +123,18 @@ pub(crate) fn parse_flat_pass<'a>(
         }
         let Some(space) = memchr::memchr(b' ', t) else {
             // `<path>:` — unreadable.
-            let Some(path) = t.strip_suffix(b":") else {
+            let Some(path_text) = t.strip_suffix(b":") else {
                 return Err(not_a_node(&line, skip, t));
             };
-            let path = b.path(&line, skip, path, opts.base)?;
+            if b.leaves_out(&line, path_text, opts.base) {
+                b.check_path(&line, skip, path_text)?;
+                let owned = lines.peek().filter(|next| owned_by_unreadable(next, opts.perms));
+                let end = owned.and_then(|next| next.offset.map(|at| at + next.text.len()));
+                after_unreadable(&mut lines, opts.perms, b, &line)?;
+                b.leave_out(&line, skip, path_text.len(), end);
+                continue;
+            }
+            let path = b.path(&line, skip, path_text, opts.base)?;
             let perms = after_unreadable(&mut lines, opts.perms, b, &line)?;
             let node = Node { value: Box::default(), perms, truncated: false, unreadable: true };
             b.insert(&line, skip, path, node)?;
@@ -141,7 +149,18 @@ pub(crate) fn parse_flat_pass<'a>(
         } else {
             split_plain(&line, skip, t, value_start, opts, b)?
         };
-        let path = b.path(&line, skip, &t[..space], opts.base)?;
+        let path_text = &t[..space];
+        if b.leaves_out(&line, path_text, opts.base) {
+            b.check_path(&line, skip, path_text)?;
+            b.check_dump_value(&line, skip + value_start, &t[value_start..value_end])?;
+            if opts.perms && perms.is_none() {
+                let path = String::from_utf8_lossy(path_text).into_owned();
+                b.warn(&line, WarningKind::PermsUnreadable { path });
+            }
+            b.leave_out(&line, skip, path_text.len(), None);
+            continue;
+        }
+        let path = b.path(&line, skip, path_text, opts.base)?;
         let value = b.dump_value(&line, skip + value_start, &t[value_start..value_end], false)?;
         if opts.perms && perms.is_none() {
             b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });

@@ -13,6 +13,9 @@ pub(crate) struct Line<'a> {
     pub no: usize,
     pub col0: usize,
     pub text: &'a [u8],
+    /// Where `text` starts in the input, for a line read as it is (strict mode); a line
+    /// rebuilt by lenient repairs has none.
+    pub offset: Option<usize>,
 }
 
 impl Line<'_> {
@@ -25,13 +28,19 @@ impl Line<'_> {
 /// The lines of `input` exactly as they are (strict mode). A final line end does not start
 /// another line.
 pub(crate) fn raw_lines(input: &[u8]) -> impl Iterator<Item = Line<'_>> + Clone {
-    raw_lines_after(input, 0)
+    raw_lines_after(input, 0, 0)
 }
 
-/// [`raw_lines`] of a part of a dump that starts after `lines_before` lines.
-pub(crate) fn raw_lines_after(input: &[u8], lines_before: usize) -> impl Iterator<Item = Line<'_>> + Clone {
-    let mut rest = input;
+/// [`raw_lines`] of a part of a dump that starts after `lines_before` lines, at byte
+/// `offset` of the whole.
+pub(crate) fn raw_lines_after(
+    part: &[u8],
+    lines_before: usize,
+    offset: usize,
+) -> impl Iterator<Item = Line<'_>> + Clone {
+    let mut rest = part;
     let mut no = lines_before;
+    let mut at = offset;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -41,8 +50,10 @@ pub(crate) fn raw_lines_after(input: &[u8], lines_before: usize) -> impl Iterato
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]),
         };
+        let line = Line { no, col0: 0, text, offset: Some(at) };
+        at += rest.len() - next.len();
         rest = next;
-        Some(Line { no, col0: 0, text })
+        Some(line)
     })
 }
 
@@ -56,7 +67,7 @@ pub(crate) struct OwnedLine<'a> {
 
 impl OwnedLine<'_> {
     pub(crate) fn as_line(&self) -> Line<'_> {
-        Line { no: self.no, col0: self.col0, text: &self.text }
+        Line { no: self.no, col0: self.col0, text: &self.text, offset: None }
     }
 }
 

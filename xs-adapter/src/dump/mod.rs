@@ -69,7 +69,7 @@ pub use write::{write_f, write_fp};
 
 use build::{error_at, Builder};
 use lines::{Command, Line, OwnedLine};
-use merge_core::xenstore::{Node, Path, Tree};
+use merge_core::xenstore::{Path, Tree};
 use std::fmt;
 
 /// A text format of a xenstore snapshot.
@@ -148,66 +148,122 @@ pub fn read(input: &[u8], opts: &ReadOptions) -> Result<Snapshot, DumpError> {
 
 /// A dump read with only some nodes in its tree: see [`read_kept`].
 #[derive(Debug, Clone)]
-pub struct Kept {
+pub struct Kept<'a> {
     /// The dump, its tree holding only the nodes kept.
     pub snapshot: Snapshot,
     /// Every other node of the dump.
-    pub left_out: LeftOut,
+    pub left_out: LeftOut<'a>,
 }
 
-/// Nodes of a dump left out of its tree, sorted by path, each path once.
-#[derive(Debug, Clone, Default)]
-pub struct LeftOut(Vec<(Path, Node)>);
+/// The nodes of a dump left out of its tree, sorted by path, each path once. They were checked
+/// as [`read`] checks every node, but not made: a node is read again from its lines in the input
+/// when it is asked for.
+#[derive(Debug, Clone)]
+pub struct LeftOut<'a> {
+    input: &'a [u8],
+    format: Format,
+    nodes: Vec<build::LeftNode>,
+}
 
-impl LeftOut {
+impl<'a> LeftOut<'a> {
+    fn empty(input: &'a [u8], format: Format) -> LeftOut<'a> {
+        LeftOut { input, format, nodes: Vec::new() }
+    }
+
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nodes.is_empty()
     }
 
-    /// Every node, sorted by path.
-    pub fn iter(&self) -> impl Iterator<Item = &(Path, Node)> {
-        self.0.iter()
+    fn path_bytes(&self, node: &build::LeftNode) -> &'a [u8] {
+        &self.input[node.start..node.start + node.path_len]
+    }
+
+    fn path_of(&self, node: &build::LeftNode) -> &'a str {
+        // Checked as UTF-8 when it was read.
+        std::str::from_utf8(self.path_bytes(node)).unwrap_or_default()
+    }
+
+    /// Every path, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.nodes.iter().map(|n| self.path_of(n))
     }
 
     /// `root` itself, if left out, and every node left out below it.
-    pub fn subtree<'a>(&'a self, root: &'a Path) -> impl Iterator<Item = &'a (Path, Node)> + 'a {
+    pub fn subtree(&self, root: &Path) -> Result<Tree, DumpError> {
+        let root = root.as_str();
+        let below = |p: &str| {
+            root == "/" && p.starts_with('/')
+                || p == root
+                || p.len() > root.len() && p.starts_with(root) && p.as_bytes()[root.len()] == b'/'
+        };
         // Sorted as bytes, a path's descendants directly follow it and its siblings that sort
-        // before `/` (such as `name-x` before `name/`), so skip those rather than stop.
-        let from = self.0.partition_point(|(p, _)| p < root);
-        self.0[from..]
+        // before `/` (such as `name-x` before `name/`): skip those rather than stop.
+        let prefix = if root == "/" { "/" } else { root };
+        let from = self.nodes.partition_point(|n| self.path_of(n) < prefix);
+        let nodes: Vec<build::LeftNode> = self.nodes[from..]
             .iter()
-            .take_while(move |(p, _)| p.as_str().starts_with(root.as_str()))
-            .filter(move |(p, _)| p == root || p.starts_with(root))
+            .take_while(|n| self.path_of(n).starts_with(prefix))
+            .filter(|n| below(self.path_of(n)))
+            .copied()
+            .collect();
+        self.read(&nodes)
+    }
+
+    /// Every node left out, as a tree.
+    pub fn to_tree(&self) -> Result<Tree, DumpError> {
+        self.read(&self.nodes)
+    }
+
+    /// Reads `nodes` again from their lines.
+    fn read(&self, nodes: &[build::LeftNode]) -> Result<Tree, DumpError> {
+        if nodes.is_empty() {
+            return Ok(Tree::new());
+        }
+        let mut lines = Vec::new();
+        for n in nodes {
+            lines.extend_from_slice(&self.input[n.start..n.end]);
+            lines.push(b'\n');
+        }
+        read(&lines, &ReadOptions { format: Some(self.format), ..ReadOptions::default() }).map(|s| s.tree)
     }
 }
 
 /// Reads a dump as [`read`] does, but puts into the tree only the nodes whose path `keep`
 /// accepts; the others come back as [`Kept::left_out`]. For a caller that needs a known part of
-/// a large store (libxl 4.17's retrieve reads 4 in 10 nodes of a host): inserting into the
-/// tree is most of the cost of reading, and the caller can still reach what it did not keep.
+/// a large store (libxl 4.17's retrieve reads 4 in 10 nodes of a host): making nodes and
+/// inserting them into the tree is most of the cost of reading, and the caller can still reach
+/// what it did not keep.
 ///
-/// Every line is read and checked as [`read`] checks it, and on any error the dump is read
-/// again by [`read`], so that the error is the one [`read`] reports (the first in the input).
-pub fn read_kept(input: &[u8], opts: &ReadOptions, keep: fn(&str) -> bool) -> Result<Kept, DumpError> {
-    if let Ok((snapshot, mut left_out)) = read_keeping(input, opts, Some(keep)) {
+/// Every line is checked as [`read`] checks it, and on any error the dump is read again by
+/// [`read`], so that the error is the one [`read`] reports (the first in the input). Only `-f`
+/// and `-fp` lines read in strict mode are left out; any other dump is kept whole.
+pub fn read_kept<'a>(input: &'a [u8], opts: &ReadOptions, keep: fn(&str) -> bool) -> Result<Kept<'a>, DumpError> {
+    if let Ok((snapshot, nodes)) = read_keeping(input, opts, Some(keep)) {
+        let mut left_out = LeftOut { input, format: snapshot.format, nodes };
         // The tree catches a duplicate among the nodes kept; sorting catches one among the rest.
-        left_out.sort_by(|a, b| a.0.cmp(&b.0));
-        if left_out.windows(2).all(|w| w[0].0 != w[1].0) {
-            return Ok(Kept { snapshot, left_out: LeftOut(left_out) });
+        let mut nodes = std::mem::take(&mut left_out.nodes);
+        // Stable: a dump comes almost sorted, and merging its runs takes few comparisons.
+        nodes.sort_by(|a, b| left_out.path_bytes(a).cmp(left_out.path_bytes(b)));
+        if nodes.windows(2).all(|w| left_out.path_bytes(&w[0]) != left_out.path_bytes(&w[1])) {
+            left_out.nodes = nodes;
+            return Ok(Kept { snapshot, left_out });
         }
     }
-    read(input, opts).map(|snapshot| Kept { snapshot, left_out: LeftOut::default() })
+    read(input, opts).map(|snapshot| {
+        let format = snapshot.format;
+        Kept { snapshot, left_out: LeftOut::empty(input, format) }
+    })
 }
 
 fn read_keeping(
     input: &[u8],
     opts: &ReadOptions,
     keep: Option<fn(&str) -> bool>,
-) -> Result<(Snapshot, Vec<(Path, Node)>), DumpError> {
+) -> Result<(Snapshot, Vec<build::LeftNode>), DumpError> {
     if opts.lenient {
         let mut repairs = Vec::new();
         let mut warnings = Vec::new();
@@ -233,7 +289,7 @@ fn read_keeping_on_one_thread(
     input: &[u8],
     opts: &ReadOptions,
     keep: Option<fn(&str) -> bool>,
-) -> Result<(Snapshot, Vec<(Path, Node)>), DumpError> {
+) -> Result<(Snapshot, Vec<build::LeftNode>), DumpError> {
     read_lines(lines::raw_lines(input), opts, None, Vec::new(), Vec::new(), keep)
 }
 
@@ -300,7 +356,7 @@ fn read_lines<'a, I>(
     repairs: Vec<error::Repair>,
     warnings: Vec<error::Warning>,
     keep: Option<fn(&str) -> bool>,
-) -> Result<(Snapshot, Vec<(Path, Node)>), DumpError>
+) -> Result<(Snapshot, Vec<build::LeftNode>), DumpError>
 where
     I: Iterator<Item = Line<'a>> + Clone,
 {

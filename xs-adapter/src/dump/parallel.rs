@@ -8,7 +8,7 @@
 //! on any error the caller reads the dump again on one thread, so that the error reported is
 //! the first in the input, with both lines of a duplicate.
 
-use super::build::Builder;
+use super::build::{Builder, LeftNode};
 use super::flat::{self, FlatOptions};
 use super::lines::raw_lines_after;
 use super::{Format, ReadOptions, Snapshot};
@@ -25,7 +25,7 @@ pub(crate) fn read_flat(
     (format, decided_at): (Format, usize),
     keep: Option<fn(&str) -> bool>,
     threads: usize,
-) -> Option<(Snapshot, Vec<(Path, Node)>)> {
+) -> Option<(Snapshot, Vec<LeftNode>)> {
     let parts = parts(input, threads.min(input.len() / MIN_PART));
     if parts.len() < 2 {
         return None;
@@ -34,50 +34,57 @@ pub(crate) fn read_flat(
     let builders: Vec<Option<Builder>> = std::thread::scope(|scope| {
         let handles: Vec<_> = parts
             .iter()
-            .map(|&(text, lines_before)| {
+            .map(|part| {
                 let fopts = &fopts;
                 scope.spawn(move || {
                     let mut b = Builder::new(false);
                     b.keep = keep;
                     b.collect = true;
-                    flat::parse_flat_pass(raw_lines_after(text, lines_before), fopts, &mut b, None).ok().map(|()| b)
+                    // Room for every line: what is not written is never touched.
+                    b.collected.reserve(part.lines);
+                    let lines = raw_lines_after(part.text, part.lines_before, part.offset);
+                    flat::parse_flat_pass(lines, fopts, &mut b, None).ok().map(|()| b)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let mut collected = Vec::new();
-    let mut left_out = Vec::new();
+    let mut collected = Vec::with_capacity(builders.iter().flatten().map(|b| b.collected.len()).sum());
+    let mut left_out = Vec::with_capacity(builders.iter().flatten().map(|b| b.left_out.len()).sum());
     let mut warnings = Vec::new();
     for b in builders {
         let b = b?;
-        collected.extend(b.collected);
+        collected.extend(b.collected.into_iter().map(Some));
         left_out.extend(b.left_out);
         warnings.extend(b.warnings);
     }
     // Every other node first, then the rest between them: a dump comes almost sorted, and
     // this fills each leaf of the tree before it splits (as `flat::parse_flat` does).
-    let (mut first, mut second) =
-        (Vec::with_capacity(collected.len() / 2 + 1), Vec::with_capacity(collected.len() / 2));
-    for (i, node) in collected.into_iter().enumerate() {
-        if i % 2 == 0 {
-            first.push(node);
-        } else {
-            second.push(node);
-        }
-    }
     let mut tree = Tree::new();
-    for (path, node) in first.into_iter().chain(second) {
-        if tree.insert(path, node).is_some() {
-            return None;
+    for parity in 0..2 {
+        for slot in collected.iter_mut().skip(parity).step_by(2) {
+            let (path, node): (Path, Node) = slot.take()?;
+            if tree.insert(path, node).is_some() {
+                return None;
+            }
         }
     }
     let snapshot = Snapshot { tree, format, base: opts.base.clone(), repairs: Vec::new(), warnings };
     Some((snapshot, left_out))
 }
 
-/// Up to `n` parts of `input`, each with the number of lines before it.
-fn parts(input: &[u8], n: usize) -> Vec<(&[u8], usize)> {
+/// A part of a dump to read on its own thread.
+struct Part<'a> {
+    text: &'a [u8],
+    /// How many lines and bytes of the dump come before it.
+    lines_before: usize,
+    offset: usize,
+    /// Its own lines.
+    lines: usize,
+}
+
+/// Up to `n` parts of `input`.
+fn parts(input: &[u8], n: usize) -> Vec<Part<'_>> {
     let mut cuts = vec![0];
     for i in 1..n {
         let from = (input.len() / n * i).max(*cuts.last().unwrap_or(&0));
@@ -90,10 +97,11 @@ fn parts(input: &[u8], n: usize) -> Vec<(&[u8], usize)> {
     let mut lines_before = 0;
     cuts.windows(2)
         .map(|w| {
-            let part = &input[w[0]..w[1]];
-            let before = lines_before;
-            lines_before += memchr::memchr_iter(b'\n', part).count();
-            (part, before)
+            let text = &input[w[0]..w[1]];
+            let lines = memchr::memchr_iter(b'\n', text).count();
+            let part = Part { text, lines_before, offset: w[0], lines };
+            lines_before += lines;
+            part
         })
         .collect()
 }
@@ -136,8 +144,8 @@ mod tests {
         assert!(snapshot.tree == one.tree);
         assert_eq!(snapshot.warnings, one.warnings);
         assert_eq!(snapshot.warnings.len(), 1);
-        let sorted = |mut v: Vec<(Path, Node)>| {
-            v.sort_by(|a, b| a.0.cmp(&b.0));
+        let sorted = |mut v: Vec<LeftNode>| {
+            v.sort_by_key(|n| n.start);
             v
         };
         assert_eq!(sorted(left_out), sorted(one_left_out));
@@ -160,10 +168,12 @@ mod tests {
         let input: Vec<u8> = (0..1000).flat_map(|i| format!("/n{i} = \"{i}\"\n").into_bytes()).collect();
         let parts = parts(&input, 4);
         assert_eq!(parts.len(), 4);
-        assert_eq!(parts.iter().map(|(p, _)| p.len()).sum::<usize>(), input.len());
-        for (part, before) in &parts {
-            let first = std::str::from_utf8(part).unwrap().lines().next().unwrap();
+        assert_eq!(parts.iter().map(|p| p.text.len()).sum::<usize>(), input.len());
+        for part in &parts {
+            let first = std::str::from_utf8(part.text).unwrap().lines().next().unwrap();
+            let before = part.lines_before;
             assert_eq!(first, format!("/n{before} = \"{before}\""));
+            assert_eq!(&input[part.offset..part.offset + part.text.len()], part.text);
         }
     }
 }

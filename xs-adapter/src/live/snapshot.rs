@@ -105,11 +105,9 @@ pub enum Scope {
 /// Whether [`Scope::Libxl417`] holds the node at `path`: what libxl 4.17's retrieve reads
 /// ([`merge_core::reconcile::libxl417::reads`]) and each home's `vm`.
 pub fn in_libxl417_scope(path: &str) -> bool {
-    merge_core::reconcile::libxl417::reads(path)
-        || matches!(
-            merge_core::xenstore::leading_components::<5>(path),
-            ["local", "domain", d, "vm", ""] if d.parse::<u32>().is_ok()
-        )
+    let components = merge_core::xenstore::leading_components(path);
+    merge_core::reconcile::libxl417::reads_components(components)
+        || matches!(components, ["local", "domain", d, "vm", "", _] if d.parse::<u32>().is_ok())
 }
 
 /// How a snapshot is made consistent.
