@@ -1,10 +1,17 @@
 //! Work spread over the machine's cores, in order. The domains of a host are independent
 //! (merge-core is pure, a snapshot is shared read-only, each userdata file has its own lock), so
-//! a host is cut into contiguous runs, one per core; results come back in the order given and do
-//! not depend on how the host was cut.
+//! threads take small runs of them in turn until none is left; results come back in the order
+//! given and do not depend on which thread did what.
+
+use std::sync::Mutex;
 
 /// Fewer items than this per thread are not worth a thread.
 pub const MIN_PER_THREAD: usize = 16;
+
+/// How many items a thread takes at a time: small enough that the threads finish together
+/// though domains differ in cost (an HVM guest with a QEMU, a guest with many devices), large
+/// enough that taking them costs nothing.
+const RUN: usize = 8;
 
 /// `items.map(f)`, on up to as many threads as there are cores, keeping the order.
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
@@ -12,23 +19,41 @@ pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
     if threads == 1 {
         return items.into_iter().map(f).collect();
     }
-    let run = items.len().div_ceil(threads);
-    let mut runs: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let count = items.len();
+    let mut runs: Vec<(usize, Vec<T>)> = Vec::with_capacity(count.div_ceil(RUN));
     let mut rest = items.into_iter();
     loop {
-        let r: Vec<T> = rest.by_ref().take(run).collect();
-        if r.is_empty() {
+        let run: Vec<T> = rest.by_ref().take(RUN).collect();
+        if run.is_empty() {
             break;
         }
-        runs.push(r);
+        runs.push((runs.len(), run));
     }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            runs.into_iter().map(|r| scope.spawn(move || r.into_iter().map(f).collect::<Vec<_>>())).collect();
+    let queue = Mutex::new(runs.into_iter());
+    let (f, queue) = (&f, &queue);
+    let mut done: Vec<(usize, Vec<R>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    // A poisoned queue means another thread panicked: stop, and let its panic
+                    // be re-raised below.
+                    while let Some((i, run)) = queue.lock().ok().and_then(|mut q| q.next()) {
+                        done.push((i, run.into_iter().map(f).collect::<Vec<R>>()));
+                    }
+                    done
+                })
+            })
+            .collect();
         // A panic in a thread is a bug: re-raise it as the sequential code would have.
         handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Vec::with_capacity(count);
+    for (_, run) in done {
+        out.extend(run);
+    }
+    out
 }
 
 /// Drops `value` on a thread of its own. Freeing a thousand domains' trees and documents takes
