@@ -36,10 +36,13 @@ pub const TARGETS: &[(&str, Check)] = &[
 ///
 /// Laws: no panic; a dump read in a format that has a writer (`-f`, `-fp`, scenario) prints
 /// back to text that reads as the same tree (values, flags and, where the format has them,
-/// permissions), and that printing is a fixed point.
+/// permissions), and that printing is a fixed point; reading it keeping only some nodes
+/// ([`dump::read_kept`]) fails exactly as reading it whole does, or gives the same dump split in
+/// two: the nodes kept and those left out.
 pub fn dump(format: Format, data: &[u8]) {
     for lenient in [false, true] {
-        let _ = dump::read(data, &ReadOptions { lenient, ..ReadOptions::default() });
+        let detected = ReadOptions { lenient, ..ReadOptions::default() };
+        kept_read(data, &detected, dump::read(data, &detected));
         let given = ReadOptions { format: Some(format), lenient, ..ReadOptions::default() };
         let Ok(snapshot) = dump::read(data, &given) else { continue };
         let write: fn(&Tree) -> Result<Vec<u8>, dump::WriteError> = match format {
@@ -63,6 +66,30 @@ pub fn dump(format: Format, data: &[u8]) {
         let reprinted = write(&again.tree).expect("a tree that was written once writes again");
         assert!(printed == reprinted, "{format}: printing is not a fixed point");
     }
+}
+
+/// [`dump::read_kept`] against [`dump::read`]'s `whole` result on the same bytes.
+fn kept_read(data: &[u8], opts: &ReadOptions, whole: Result<dump::Snapshot, dump::DumpError>) {
+    // Any split will do; this one parts siblings and parents.
+    let keep: fn(&str) -> bool = |p| p.len() % 2 == 0;
+    let kept = dump::read_kept(data, opts, keep);
+    let (whole, kept) = match (whole, kept) {
+        (Err(w), Err(k)) => return assert_eq!(w, k, "a kept read fails otherwise than the whole read"),
+        (Ok(w), Ok(k)) => (w, k),
+        (w, k) => panic!("the whole read gives {:?} but the kept read {:?}", w.map(|_| ()), k.map(|_| ())),
+    };
+    assert_eq!(whole.warnings, kept.snapshot.warnings, "the kept read warns otherwise");
+    assert_eq!(whole.repairs, kept.snapshot.repairs, "the kept read repairs otherwise");
+    let paths: Vec<&str> = kept.left_out.paths().collect();
+    assert!(paths.windows(2).all(|w| w[0] < w[1]), "nodes left out are not sorted and unique");
+    assert!(paths.iter().all(|p| !keep(p)), "a node the predicate keeps was left out");
+    let left_out = kept.left_out.to_tree().expect("nodes left out read again");
+    assert_eq!(left_out.len(), paths.len(), "a node left out was lost when read again");
+    let mut union = kept.snapshot.tree.clone();
+    for (p, n) in left_out.iter() {
+        assert!(union.insert(p.clone(), n.clone()).is_none(), "{p} is both kept and left out");
+    }
+    assert!(union == whole.tree, "the nodes kept and left out are not the dump");
 }
 
 /// What a format carries of each node.
