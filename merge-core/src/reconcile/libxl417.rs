@@ -192,8 +192,8 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
         Err(Stop::Failed(_)) => return Err(run.fail(log::GET_CONFIG_FAILED, "Fail to get domain configuration")),
         Err(crash) => return Err(crash),
     };
-    let json = cfg.clone();
-    let build_type = json.build_type();
+    let json = JsonAsParsed::of(&cfg);
+    let build_type = json.build_type;
 
     // Step 5: the QMP query, for HVM with qemu-xen only.
     let mut qemu_cpus: Option<Vec<u32>> = None;
@@ -278,16 +278,38 @@ fn overwrite(
     run.decisions.push(super::overwrite_field(cfg, "libxl417.field.overwrite", field, value, provenance, evidence));
 }
 
+/// What later steps read of the JSON as libxl parsed it, taken before any step overwrites a
+/// field (copying the whole configuration for five values was a tenth of the reconcile).
+struct JsonAsParsed {
+    build_type: Option<DomainType>,
+    max_vcpus: Option<i64>,
+    video_memkb: Option<u64>,
+    max_memkb: Option<u64>,
+    target_memkb: Option<u64>,
+}
+
+impl JsonAsParsed {
+    fn of(cfg: &DomainConfig) -> JsonAsParsed {
+        JsonAsParsed {
+            build_type: cfg.build_type(),
+            max_vcpus: cfg.b_info_i64("max_vcpus"),
+            video_memkb: cfg.b_info_u64("video_memkb"),
+            max_memkb: cfg.b_info_u64("max_memkb"),
+            target_memkb: cfg.b_info_u64("target_memkb"),
+        }
+    }
+}
+
 fn avail_vcpus(
     run: &mut Run<'_>,
     cfg: &mut DomainConfig,
-    json: &DomainConfig,
+    json: &JsonAsParsed,
     build_type: Option<DomainType>,
     dm: Option<(DmVersion, Evidence)>,
     qemu_cpus: Option<Vec<u32>>,
 ) -> Result<(), Stop> {
     let domid = run.inputs.domid;
-    let max_vcpus = json.b_info_i64("max_vcpus").filter(|v| i32::try_from(*v).is_ok()).unwrap_or(0) as i32;
+    let max_vcpus = json.max_vcpus.filter(|v| i32::try_from(*v).is_ok()).unwrap_or(0) as i32;
     if max_vcpus < 0 {
         return Err(Stop::Crash {
             path: "b_info.max_vcpus".into(),
@@ -359,7 +381,7 @@ fn avail_vcpus(
     Ok(())
 }
 
-fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Result<(), Stop> {
+fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &JsonAsParsed) -> Result<(), Stop> {
     let domid = run.inputs.domid;
     let dompath = format!("/local/domain/{domid}");
     let target_path = format!("{dompath}/memory/target");
@@ -418,16 +440,15 @@ fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &DomainConfig) -> Res
         return Err(run.fail(log::MEMORY_FAILED, "Fail to get memory target"));
     };
     // The fudge uses the JSON's values, before max_memkb is overwritten; unsigned 64-bit.
-    let video = json.b_info_u64("video_memkb").unwrap_or(MEMKB_DEFAULT);
-    let json_max = json.b_info_u64("max_memkb").unwrap_or(MEMKB_DEFAULT);
-    let json_target = json.b_info_u64("target_memkb").unwrap_or(MEMKB_DEFAULT);
-    let hvm_term =
-        if json.build_type() == Some(DomainType::Hvm) && json_max > json_target { MAXMEM_CONSTANT } else { 0 };
+    let video = json.video_memkb.unwrap_or(MEMKB_DEFAULT);
+    let json_max = json.max_memkb.unwrap_or(MEMKB_DEFAULT);
+    let json_target = json.target_memkb.unwrap_or(MEMKB_DEFAULT);
+    let hvm_term = if json.build_type == Some(DomainType::Hvm) && json_max > json_target { MAXMEM_CONSTANT } else { 0 };
     let fudge = video.wrapping_add(hvm_term);
     let new_target = target_kb.wrapping_add(fudge);
     let memkb = |v: u64| if v == MEMKB_DEFAULT { None } else { Some(Value::from(v)) };
     let mut ev_target = vec![Evidence::new(target_path.clone(), Some(target))];
-    if json.b_info_u64("video_memkb").is_none() {
+    if json.video_memkb.is_none() {
         ev_target.push(Evidence::new("json:b_info.video_memkb (absent: libxl adds 2^64-1)", None));
     }
     overwrite(run, cfg, "b_info.target_memkb", memkb(new_target), Provenance::Xenstore(target_path), ev_target);
