@@ -1,9 +1,26 @@
-//! A strict `-f`/`-fp` dump of a few megabytes is read in parts on several threads
-//! (`dump::parallel`). Reading it so must give exactly what one thread gives: the same tree,
-//! the same warnings with their line numbers, and the same first error.
+//! A strict `-f`/`-fp` dump of a few megabytes read keeping only some nodes (`dump::read_kept`)
+//! is read in parts on several threads (`dump::parallel`). Reading it so must give exactly what
+//! one thread gives: the same nodes, the same warnings with their line numbers, and the same
+//! first error.
 
 use merge_core::xenstore::{Node, Path, Perms, Tree};
-use xs_adapter::dump::{self, DumpErrorKind, ReadOptions, WarningKind};
+use xs_adapter::dump::{self, DumpError, DumpErrorKind, ReadOptions, Snapshot, WarningKind};
+
+/// Every node but the `k3` values, and all the rest of each domain.
+fn keep(path: &str) -> bool {
+    !path.ends_with("/k3")
+}
+
+/// The dump read keeping only some nodes, as one tree again.
+fn read_in_parts(bytes: &[u8]) -> Result<Snapshot, DumpError> {
+    let kept = dump::read_kept(bytes, &ReadOptions::default(), keep)?;
+    assert!(!kept.left_out.is_empty(), "nothing was left out");
+    let mut snapshot = kept.snapshot;
+    for (p, n) in kept.left_out.to_tree().unwrap().iter() {
+        assert!(snapshot.tree.insert(p.clone(), n.clone()).is_none(), "{p} is both kept and left out");
+    }
+    Ok(snapshot)
+}
 
 /// A host of 2,000 domains of 20 values each (over 2 MiB as `-fp`), with an unreadable node
 /// and a node whose permissions could not be read in the middle, where the dump is cut.
@@ -34,7 +51,7 @@ fn a_large_dump_read_in_parts_is_the_dump() {
     let tree = large_tree();
     let bytes = dump::write_fp(&tree).unwrap();
     assert!(bytes.len() > 2 << 20, "{} bytes is too small to be cut", bytes.len());
-    let read = dump::read(&bytes, &ReadOptions::default()).unwrap();
+    let read = read_in_parts(&bytes).unwrap();
     assert!(read.tree == tree);
     let no_perms = line_of(&bytes, "/local/domain/1000/data/no-perms ");
     let warnings: Vec<_> = read.warnings.iter().map(|w| (w.line, w.kind.clone())).collect();
@@ -44,7 +61,7 @@ fn a_large_dump_read_in_parts_is_the_dump() {
     );
     // Read as a -f dump too.
     let bytes = dump::write_f(&tree).unwrap();
-    let read = dump::read(&bytes, &ReadOptions::default()).unwrap();
+    let read = read_in_parts(&bytes).unwrap();
     let without_perms: Tree = tree.iter().map(|(p, n)| (p.clone(), n.clone().with_perms(None))).collect();
     assert!(read.tree == without_perms);
 }
@@ -62,15 +79,23 @@ fn the_first_error_of_a_large_dump_is_reported_with_its_line() {
         .map(|(i, l)| if i + 1 == late || i + 1 == early { l.replacen("/data/", "/da ta/", 1) } else { l.to_string() })
         .collect();
     let broken = broken.join("\n") + "\n";
-    let e = dump::read(broken.as_bytes(), &ReadOptions::default()).unwrap_err();
+    let e = read_in_parts(broken.as_bytes()).unwrap_err();
+    assert_eq!(e, dump::read(broken.as_bytes(), &ReadOptions::default()).unwrap_err());
     assert_eq!(e.line, early, "{e}");
     assert!(matches!(e.kind, DumpErrorKind::BadPath(_)), "{e}");
 
-    // A duplicate of a node of the first part at the very end names both lines.
+    // A duplicate of a node of the first part at the very end names both lines, whether it is
+    // kept or left out.
+    let first = line_of(text.as_bytes(), "/local/domain/10/data/k3 ");
+    let copy = text.lines().nth(first - 1).unwrap().to_string();
+    let duplicated = format!("{text}{copy}\n");
+    let e = read_in_parts(duplicated.as_bytes()).unwrap_err();
+    assert_eq!(e.line, text.lines().count() + 1, "{e}");
+    assert!(matches!(e.kind, DumpErrorKind::DuplicatePath { first_line, .. } if first_line == first), "{e}");
     let first = line_of(text.as_bytes(), "/local/domain/10/data/k1 ");
     let copy = text.lines().nth(first - 1).unwrap().to_string();
     let duplicated = format!("{text}{copy}\n");
-    let e = dump::read(duplicated.as_bytes(), &ReadOptions::default()).unwrap_err();
+    let e = read_in_parts(duplicated.as_bytes()).unwrap_err();
     assert_eq!(e.line, text.lines().count() + 1, "{e}");
     assert!(matches!(e.kind, DumpErrorKind::DuplicatePath { first_line, .. } if first_line == first), "{e}");
 }

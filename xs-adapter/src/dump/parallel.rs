@@ -1,6 +1,7 @@
-//! A large `xenstore-ls -f` or `-fp` dump read on several threads. A host's dump is millions of
-//! independent lines, and checking and decoding them is half the cost of reading it; only the
-//! inserts into the tree must be made one by one.
+//! A large `xenstore-ls -f` or `-fp` dump read on several threads, when only some of its nodes
+//! are kept ([`super::read_kept`]). A host's dump is many independent lines, and checking them
+//! is most of the cost of reading it when few nodes are made; only the inserts into the tree
+//! must be made one by one.
 //!
 //! The dump is cut at line starts that begin a node (never between `<path>:` and the line it
 //! owns), each part is read by the one-pass flat reader with line numbers counted from the part's
