@@ -249,7 +249,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
     overwrite(run, &mut cfg, "c_info.uuid", uuid.map(Value::from), Provenance::Hypervisor("domain handle"), vec![]);
 
     // Step 9: avail_vcpus.
-    avail_vcpus(run, &mut cfg, &json, build_type, dm_evidence, qemu_cpus)?;
+    avail_vcpus(run, &mut cfg, &json, dm_evidence, qemu_cpus)?;
 
     // Step 10: memory.
     memory(run, &mut cfg, &json)?;
@@ -304,7 +304,6 @@ fn avail_vcpus(
     run: &mut Run<'_>,
     cfg: &mut DomainConfig,
     json: &JsonAsParsed,
-    build_type: Option<DomainType>,
     dm: Option<(DmVersion, Evidence)>,
     qemu_cpus: Option<Vec<u32>>,
 ) -> Result<(), Stop> {
@@ -342,7 +341,7 @@ fn avail_vcpus(
         }
         Ok((set, ev))
     };
-    let (cpus, evidence, provenance) = match build_type {
+    let (cpus, evidence, provenance) = match json.build_type {
         Some(DomainType::Hvm) => {
             let (version, dm_ev) = dm.expect("HVM reads dm-version first");
             match version {

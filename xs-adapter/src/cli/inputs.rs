@@ -120,7 +120,12 @@ fn origin_of(path: &std::path::Path) -> String {
 /// Reads a dump into a tree, naming the file, line and column on failure.
 pub fn read_dump(bytes: &[u8], origin: &str, lenient: bool) -> Result<Tree, CliError> {
     let opts = ReadOptions { lenient, ..ReadOptions::default() };
-    dump::read(bytes, &opts).map(|s| s.tree).map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))
+    dump::read(bytes, &opts).map(|s| s.tree).map_err(dump_error(origin))
+}
+
+/// A dump's error, naming the dump.
+fn dump_error(origin: &str) -> impl Fn(dump::DumpError) -> CliError + '_ {
+    move |e| CliError::new(format!("{origin}: {e}"), DUMP_FIX)
 }
 
 /// Reads a dump for `policy`. libxl 4.17's retrieve reads 4 in 10 nodes of a host, and a tree
@@ -135,8 +140,7 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
         return read_dump(bytes, origin, lenient);
     }
     let opts = ReadOptions { lenient, ..ReadOptions::default() };
-    let kept = dump::read_kept(bytes, &opts, live::in_libxl417_scope)
-        .map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))?;
+    let kept = dump::read_kept(bytes, &opts, live::in_libxl417_scope).map_err(dump_error(origin))?;
     let (mut tree, left_out) = (kept.snapshot.tree, kept.left_out);
     let homes: std::collections::BTreeSet<u32> = guest_homes(&tree).collect();
     if left_out.paths().filter_map(home_of).any(|d| !homes.contains(&d)) {
@@ -144,8 +148,7 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     }
     for pointer in merge_core::reconcile::libxl417::pointers_outside(&tree) {
         let Ok(root) = Path::new(&pointer) else { continue };
-        let pointed = left_out.subtree(&root).map_err(|e| CliError::new(format!("{origin}: {e}"), DUMP_FIX))?;
-        for (p, n) in pointed.iter() {
+        for (p, n) in left_out.subtree(&root).map_err(dump_error(origin))?.iter() {
             tree.insert(p.clone(), n.clone());
         }
     }
@@ -418,14 +421,14 @@ fn json_of(
                     None => true,
                 }
             };
-            let read = read_dir_json(dir, *locking, domid, &s.uuid, policy, &mut alive);
+            let read = dir.read_json_if_alive(domid, &s.uuid, *locking, &mut alive);
             if let Some(e) = probe_error {
                 return Err(live_error(e));
             }
             let path = dir.json_path(domid, &s.uuid);
             match read.map_err(userdata_error)? {
-                ParsedRead::Gone if select.domids.is_empty() => return Ok(None),
-                ParsedRead::Gone => {
+                JsonRead::DomainGone if select.domids.is_empty() => return Ok(None),
+                JsonRead::DomainGone => {
                     return Err(CliError::new(
                         format!(
                             "domain {domid} was destroyed while xlsync read it (checked under libxl's userdata lock)"
@@ -433,14 +436,16 @@ fn json_of(
                         "nothing to retrieve: the domain no longer exists",
                     ))
                 }
-                ParsedRead::Parsed(json) => {
+                JsonRead::Bytes(bytes) => {
                     let how = match locking {
                         Locking::Lock(_) => "read under libxl's userdata lock",
                         Locking::None => "read without the userdata lock (--no-lock)",
                     };
+                    let json =
+                        parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()));
                     (json, InputNote::from("userdata", path.display().to_string(), how))
                 }
-                ParsedRead::Absent => {
+                JsonRead::Absent => {
                     (JsonReplica::Missing, InputNote::from("userdata", "(none)", format!("no file {}", path.display())))
                 }
             }
@@ -457,30 +462,6 @@ fn json_of(
             ),
         },
     }))
-}
-
-/// A userdata file read under its lock ([`UserdataDir::read_json_if_alive`]), and parsed.
-enum ParsedRead {
-    Parsed(JsonReplica),
-    Absent,
-    Gone,
-}
-
-fn read_dir_json(
-    dir: &UserdataDir,
-    locking: Locking,
-    domid: u32,
-    uuid: &str,
-    policy: Policy,
-    alive: &mut dyn FnMut() -> bool,
-) -> Result<ParsedRead, UserdataError> {
-    Ok(match dir.read_json_if_alive(domid, uuid, locking, alive)? {
-        JsonRead::Bytes(bytes) => ParsedRead::Parsed(
-            parse_json(&bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string())),
-        ),
-        JsonRead::Absent => ParsedRead::Absent,
-        JsonRead::DomainGone => ParsedRead::Gone,
-    })
 }
 
 /// The userdata directory and how to lock its files, from the command line.

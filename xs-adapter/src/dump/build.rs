@@ -32,10 +32,9 @@ pub(crate) struct Builder {
     /// and where they are goes to `left_out`.
     pub keep: Option<fn(&str) -> bool>,
     pub left_out: Vec<LeftNode>,
-    /// Set when the nodes kept are collected into `collected`, in input order, instead of
-    /// inserted (a part of a dump read on its own thread).
-    pub collect: bool,
-    pub collected: Vec<(Path, Node)>,
+    /// When set, the nodes kept are collected here, in input order, instead of inserted (a
+    /// part of a dump read on its own thread).
+    pub collected: Option<Vec<(Path, Node)>>,
     pub lenient: bool,
     pub repairs: Vec<Repair>,
     pub warnings: Vec<Warning>,
@@ -52,8 +51,7 @@ impl Builder {
             tree: Tree::new(),
             keep: None,
             left_out: Vec::new(),
-            collect: false,
-            collected: Vec::new(),
+            collected: None,
             lenient,
             repairs: Vec::new(),
             warnings: Vec::new(),
@@ -147,18 +145,21 @@ impl Builder {
         result
     }
 
-    /// Whether the node whose path is `path_text` is left out of the tree: `keep` is set and
-    /// does not accept it. Only a line read as it is can be (its place in the input is how the
-    /// node is found again), and only a path needing no base to resolve against.
-    pub(crate) fn leaves_out(&self, line: &Line<'_>, path_text: &[u8], base: Option<&Path>) -> bool {
-        let Some(keep) = self.keep else { return false };
+    /// The path of a node left out of the tree, as text: `keep` is set and does not accept it.
+    /// Only a line read as it is can be left out (its place in the input is how the node is
+    /// found again), and only a path needing no base to resolve against.
+    pub(crate) fn left_out_path<'t>(
+        &self,
+        line: &Line<'_>,
+        path_text: &'t [u8],
+        base: Option<&Path>,
+    ) -> Option<&'t str> {
+        let keep = self.keep?;
         if line.offset.is_none() || self.find_first.is_some() {
-            return false;
+            return None;
         }
-        match std::str::from_utf8(path_text) {
-            Ok(p) => (base.is_none() || p.starts_with('/')) && !keep(p),
-            Err(_) => false,
-        }
+        let p = std::str::from_utf8(path_text).ok()?;
+        ((base.is_none() || p.starts_with('/')) && !keep(p)).then_some(p)
     }
 
     /// Records a node left out: its line (and, if given, up to `end`, the line it owns) and its
@@ -169,10 +170,9 @@ impl Builder {
         self.left_out.push(LeftNode { start, end, path_len });
     }
 
-    /// Checks a path as [`Builder::path`] does, without making it.
-    pub(crate) fn check_path(&self, line: &Line<'_>, offset: usize, bytes: &[u8]) -> Result<(), DumpError> {
-        let s = std::str::from_utf8(bytes).map_err(|e| utf8_path_error(line, offset, e))?;
-        Path::check(s).map_err(|e| path_error(line, offset, e))
+    /// Checks a path (already UTF-8) as [`Builder::path`] does, without making it.
+    pub(crate) fn check_path(&self, line: &Line<'_>, offset: usize, path: &str) -> Result<(), DumpError> {
+        Path::check(path).map_err(|e| path_error(line, offset, e))
     }
 
     /// Validates a path given as bytes at `offset` of the line.
@@ -183,7 +183,14 @@ impl Builder {
         bytes: &[u8],
         base: Option<&Path>,
     ) -> Result<Path, DumpError> {
-        let s = std::str::from_utf8(bytes).map_err(|e| utf8_path_error(line, offset, e))?;
+        let s = std::str::from_utf8(bytes).map_err(|e| {
+            let bad = e.valid_up_to();
+            error_at(
+                line,
+                offset + bad,
+                DumpErrorKind::BadPath(merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad }),
+            )
+        })?;
         let path = Path::new(s).map_err(|e| path_error(line, offset, e))?;
         match base {
             Some(base) if !path.is_absolute() => path.resolve(base).map_err(|e| path_error(line, offset, e)),
@@ -199,8 +206,8 @@ impl Builder {
             }
             return Ok(());
         }
-        if self.collect {
-            self.collected.push((path, node));
+        if let Some(collected) = &mut self.collected {
+            collected.push((path, node));
             return Ok(());
         }
         let name = path.clone();
@@ -211,15 +218,6 @@ impl Builder {
     }
 }
 
-fn utf8_path_error(line: &Line<'_>, offset: usize, e: std::str::Utf8Error) -> DumpError {
-    let bad = e.valid_up_to();
-    error_at(
-        line,
-        offset + bad,
-        DumpErrorKind::BadPath(merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad }),
-    )
-}
-
 /// A node of the input left out of the tree: its lines are `start..end` of the input, its
 /// path the first `path_len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +225,13 @@ pub(crate) struct LeftNode {
     pub start: usize,
     pub end: usize,
     pub path_len: usize,
+}
+
+impl LeftNode {
+    /// The node's path, as the bytes of `input` it was read from.
+    pub(crate) fn path<'a>(&self, input: &'a [u8]) -> &'a [u8] {
+        &input[self.start..self.start + self.path_len]
+    }
 }
 
 pub(crate) fn path_error(line: &Line<'_>, offset: usize, e: merge_core::xenstore::PathError) -> DumpError {

@@ -126,8 +126,8 @@ pub(crate) fn parse_flat_pass<'a>(
             let Some(path_text) = t.strip_suffix(b":") else {
                 return Err(not_a_node(&line, skip, t));
             };
-            if b.leaves_out(&line, path_text, opts.base) {
-                b.check_path(&line, skip, path_text)?;
+            if let Some(path) = b.left_out_path(&line, path_text, opts.base) {
+                b.check_path(&line, skip, path)?;
                 let owned = lines.peek().filter(|next| owned_by_unreadable(next, opts.perms));
                 let end = owned.and_then(|next| next.offset.map(|at| at + next.text.len()));
                 after_unreadable(&mut lines, opts.perms, b, &line)?;
@@ -150,12 +150,11 @@ pub(crate) fn parse_flat_pass<'a>(
             split_plain(&line, skip, t, value_start, opts, b)?
         };
         let path_text = &t[..space];
-        if b.leaves_out(&line, path_text, opts.base) {
-            b.check_path(&line, skip, path_text)?;
+        if let Some(path) = b.left_out_path(&line, path_text, opts.base) {
+            b.check_path(&line, skip, path)?;
             b.check_dump_value(&line, skip + value_start, &t[value_start..value_end])?;
             if opts.perms && perms.is_none() {
-                let path = String::from_utf8_lossy(path_text).into_owned();
-                b.warn(&line, WarningKind::PermsUnreadable { path });
+                b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
             }
             b.leave_out(&line, skip, path_text.len(), None);
             continue;

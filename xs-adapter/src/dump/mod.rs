@@ -178,13 +178,9 @@ impl<'a> LeftOut<'a> {
         self.nodes.is_empty()
     }
 
-    fn path_bytes(&self, node: &build::LeftNode) -> &'a [u8] {
-        &self.input[node.start..node.start + node.path_len]
-    }
-
     fn path_of(&self, node: &build::LeftNode) -> &'a str {
         // Checked as UTF-8 when it was read.
-        std::str::from_utf8(self.path_bytes(node)).unwrap_or_default()
+        std::str::from_utf8(node.path(self.input)).unwrap_or_default()
     }
 
     /// Every path, sorted.
@@ -242,15 +238,12 @@ impl<'a> LeftOut<'a> {
 /// [`read`], so that the error is the one [`read`] reports (the first in the input). Only `-f`
 /// and `-fp` lines read in strict mode are left out; any other dump is kept whole.
 pub fn read_kept<'a>(input: &'a [u8], opts: &ReadOptions, keep: fn(&str) -> bool) -> Result<Kept<'a>, DumpError> {
-    if let Ok((snapshot, nodes)) = read_keeping(input, opts, Some(keep)) {
-        let mut left_out = LeftOut { input, format: snapshot.format, nodes };
+    if let Ok((snapshot, mut nodes)) = read_keeping(input, opts, Some(keep)) {
         // The tree catches a duplicate among the nodes kept; sorting catches one among the rest.
-        let mut nodes = std::mem::take(&mut left_out.nodes);
         // Stable: a dump comes almost sorted, and merging its runs takes few comparisons.
-        nodes.sort_by(|a, b| left_out.path_bytes(a).cmp(left_out.path_bytes(b)));
-        if nodes.windows(2).all(|w| left_out.path_bytes(&w[0]) != left_out.path_bytes(&w[1])) {
-            left_out.nodes = nodes;
-            return Ok(Kept { snapshot, left_out });
+        nodes.sort_by(|a, b| a.path(input).cmp(b.path(input)));
+        if nodes.windows(2).all(|w| w[0].path(input) != w[1].path(input)) {
+            return Ok(Kept { left_out: LeftOut { input, format: snapshot.format, nodes }, snapshot });
         }
     }
     read(input, opts).map(|snapshot| {
@@ -269,23 +262,17 @@ fn read_keeping(
         let mut warnings = Vec::new();
         let (owned, command) = lines::repair_lines(input, &mut repairs, &mut warnings);
         read_lines(owned.iter().map(OwnedLine::as_line), opts, command, repairs, warnings, keep)
-    } else if keep.is_some() {
-        // Read in parts only when most nodes are left out: the parts hand their nodes over in
-        // a list, which for a whole dump costs more memory than the tree itself (the 1M-node
+    } else {
+        // Read in parts only when nodes are left out: the parts hand their nodes over in a
+        // list, which for a whole dump costs more memory than the tree itself (the 1M-node
         // bench: RSS 3.55x the dump against 2.65x) and saves no time, the inserts being most
         // of it.
-        let format = match opts.format {
-            Some(f) => Some((f, 0)),
-            None => detect(lines::raw_lines(input)),
-        };
-        if let Some(format @ (Format::Flat | Format::FlatPerms, _)) = format {
+        if let (Some(keep), true) = (keep, input.len() >= parallel::MIN_INPUT) {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if let Some(read) = parallel::read_flat(input, opts, format, keep, threads) {
+            if let Some(read) = parallel::read_flat(input, opts, keep, threads) {
                 return Ok(read);
             }
         }
-        read_keeping_on_one_thread(input, opts, keep)
-    } else {
         read_keeping_on_one_thread(input, opts, keep)
     }
 }

@@ -11,22 +11,32 @@
 
 use super::build::{Builder, LeftNode};
 use super::flat::{self, FlatOptions};
-use super::lines::raw_lines_after;
-use super::{Format, ReadOptions, Snapshot};
+use super::lines::{raw_lines, raw_lines_after};
+use super::{detect, Format, ReadOptions, Snapshot};
 use merge_core::xenstore::{Node, Path, Tree};
 
 /// Below this many bytes a part, one thread reads faster than several.
 const MIN_PART: usize = 1 << 20;
 
-/// The nodes kept, in a tree, and those left out, read on up to `threads` threads; `None` when
-/// the dump is too small to gain, or has an error somewhere (read it again on one thread).
+/// The smallest dump worth cutting: two parts.
+pub(crate) const MIN_INPUT: usize = 2 * MIN_PART;
+
+/// The nodes kept, in a tree, and those left out, of a dump read in strict mode, on up to
+/// `threads` threads; `None` when it is not a `-f`/`-fp` dump, is too small to gain, or has an
+/// error somewhere (read it on one thread).
 pub(crate) fn read_flat(
     input: &[u8],
     opts: &ReadOptions,
-    (format, decided_at): (Format, usize),
-    keep: Option<fn(&str) -> bool>,
+    keep: fn(&str) -> bool,
     threads: usize,
 ) -> Option<(Snapshot, Vec<LeftNode>)> {
+    let (format, decided_at) = match opts.format {
+        Some(f) => (f, 0),
+        None => detect(raw_lines(input))?,
+    };
+    if !matches!(format, Format::Flat | Format::FlatPerms) {
+        return None;
+    }
     let parts = parts(input, threads.min(input.len() / MIN_PART));
     if parts.len() < 2 {
         return None;
@@ -39,10 +49,9 @@ pub(crate) fn read_flat(
                 let fopts = &fopts;
                 scope.spawn(move || {
                     let mut b = Builder::new(false);
-                    b.keep = keep;
-                    b.collect = true;
+                    b.keep = Some(keep);
                     // Room for every line: what is not written is never touched.
-                    b.collected.reserve(part.lines);
+                    b.collected = Some(Vec::with_capacity(part.lines));
                     let lines = raw_lines_after(part.text, part.lines_before, part.offset);
                     flat::parse_flat_pass(lines, fopts, &mut b, None).ok().map(|()| b)
                 })
@@ -50,12 +59,12 @@ pub(crate) fn read_flat(
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let mut collected = Vec::with_capacity(builders.iter().flatten().map(|b| b.collected.len()).sum());
-    let mut left_out = Vec::with_capacity(builders.iter().flatten().map(|b| b.left_out.len()).sum());
+    let mut collected = Vec::new();
+    let mut left_out = Vec::new();
     let mut warnings = Vec::new();
     for b in builders {
         let b = b?;
-        collected.extend(b.collected.into_iter().map(Some));
+        collected.extend(b.collected.unwrap_or_default().into_iter().map(Some));
         left_out.extend(b.left_out);
         warnings.extend(b.warnings);
     }
@@ -139,8 +148,7 @@ mod tests {
         }
         let opts = ReadOptions::default();
         let keep: fn(&str) -> bool = |p| p.ends_with('7');
-        let (snapshot, left_out) =
-            read_flat(&input, &opts, (Format::FlatPerms, 1), Some(keep), 2).expect("read in parts");
+        let (snapshot, left_out) = read_flat(&input, &opts, keep, 2).expect("read in parts");
         let (one, one_left_out) = super::super::read_keeping_on_one_thread(&input, &opts, Some(keep)).unwrap();
         assert!(snapshot.tree == one.tree);
         assert_eq!(snapshot.warnings, one.warnings);
@@ -151,7 +159,7 @@ mod tests {
         };
         assert_eq!(sorted(left_out), sorted(one_left_out));
         // Too small to gain: read on one thread.
-        assert!(read_flat(&input[..1000], &opts, (Format::FlatPerms, 1), None, 2).is_none());
+        assert!(read_flat(&input[..1000], &opts, keep, 2).is_none());
     }
 
     #[test]

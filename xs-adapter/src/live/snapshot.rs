@@ -225,11 +225,12 @@ struct Rules {
 impl Rules {
     /// Whether the node at `path` is part of the snapshot.
     fn in_scope(&self, path: &str) -> bool {
-        let c: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // Split only where a scope matches on components (a walk asks this of every node).
+        let components = || path.split('/').filter(|s| !s.is_empty()).collect::<Vec<&str>>();
         let is_domid = |s: &str| s.parse::<u32>().is_ok();
         match &self.scope {
             Scope::Subtree(root) => Path::new(path).is_ok_and(|p| p.starts_with(root)),
-            Scope::Host => match c.as_slice() {
+            Scope::Host => match components().as_slice() {
                 ["local", "domain", d] => is_domid(d),
                 ["local", "domain", d, part, ..] => is_domid(d) && DOMAIN_HOME_PARTS.contains(part),
                 ["libxl", ..] | ["vm", ..] => true,
@@ -238,7 +239,7 @@ impl Rules {
             Scope::Libxl417 => in_libxl417_scope(path),
             Scope::Domain(domid) => {
                 let me = domid.to_string();
-                match c.as_slice() {
+                match components().as_slice() {
                     ["local", "domain", d] => *d == me,
                     ["local", "domain", _, "backend", _, served, ..] => *served == me,
                     ["local", "domain", d, part, ..] => {
