@@ -1,6 +1,7 @@
 //! Where a problem is (a JSON path), what it is ([`ConfigError`]), and what was tolerated on
 //! the way ([`ParseWarning`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::Value;
@@ -8,7 +9,8 @@ use serde_json::Value;
 /// One step of a [`JsonPath`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathSegment {
-    Key(String),
+    /// A schema's field names are static: pushing one allocates nothing.
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
@@ -24,7 +26,7 @@ impl JsonPath {
 
     pub fn key(&self, key: &str) -> JsonPath {
         let mut p = self.clone();
-        p.0.push(PathSegment::Key(key.to_string()));
+        p.0.push(PathSegment::Key(Cow::Owned(key.to_string())));
         p
     }
 
@@ -34,8 +36,8 @@ impl JsonPath {
         p
     }
 
-    pub fn push_key(&mut self, key: &str) {
-        self.0.push(PathSegment::Key(key.to_string()));
+    pub fn push_key(&mut self, key: impl Into<Cow<'static, str>>) {
+        self.0.push(PathSegment::Key(key.into()));
     }
 
     pub fn push_index(&mut self, index: usize) {
@@ -44,6 +46,14 @@ impl JsonPath {
 
     pub fn pop(&mut self) {
         self.0.pop();
+    }
+
+    /// Pops the last segment and gives back its key (`None` if it was an index).
+    pub(crate) fn take_last_key(&mut self) -> Option<String> {
+        match self.0.pop()? {
+            PathSegment::Key(k) => Some(k.into_owned()),
+            PathSegment::Index(_) => None,
+        }
     }
 
     pub fn is_root(&self) -> bool {
@@ -70,7 +80,7 @@ impl fmt::Display for JsonPath {
                     }
                     f.write_str(k)?;
                 }
-                PathSegment::Key(k) => write!(f, "[{}]", Value::String(k.clone()))?,
+                PathSegment::Key(k) => write!(f, "[{}]", Value::String(k.to_string()))?,
             }
         }
         Ok(())

@@ -144,21 +144,23 @@ impl<'de> Visitor<'de> for ValueReader<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            self.path.push_key(&key);
+            // The key rides on the path while its value is read, and is moved back out after.
+            self.path.push_key(key);
             let value = map.next_value_seed(ValueReader { path: &mut *self.path, warnings: &mut *self.warnings });
-            let value = match value {
-                Ok(v) => v,
-                Err(e) => {
-                    self.path.pop();
-                    return Err(e);
-                }
+            let Ok(value) = value else {
+                self.path.pop();
+                return value;
             };
-            if object.contains_key(&key) {
-                self.warnings.push(ParseWarning::DuplicateKey { path: self.path.clone() });
-            } else {
-                object.insert(key, value);
+            match object.entry(self.path.take_last_key().unwrap_or_default()) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    self.path.push_key(slot.key().clone());
+                    self.warnings.push(ParseWarning::DuplicateKey { path: self.path.clone() });
+                    self.path.pop();
+                }
             }
-            self.path.pop();
         }
         Ok(Value::Object(object))
     }

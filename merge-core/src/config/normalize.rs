@@ -105,32 +105,49 @@ fn c_str(s: &str) -> &str {
 /// `libxl__json_map_get`: the first key equal (as a C string) to `name`, if its value has the
 /// wanted type. A first match of the wrong type hides later ones.
 fn map_get<'a>(obj: Option<&'a Value>, name: &str, want: Want) -> Option<&'a Value> {
-    Fields::of(obj.and_then(Value::as_object)).get(name, want)
+    first_entry(obj.and_then(Value::as_object)?, name).filter(|v| matches_want(v, want))
 }
 
-/// An object as `libxl__json_map_get` searches it, for a struct's many lookups. Keys are unique
-/// (the reader keeps a repeated key's first occurrence), so unless some key holds a NUL, the
-/// first key equal to a name as a C string is that name's own entry, found by hash instead of
-/// a scan per field.
-#[derive(Clone, Copy)]
+/// The value of the first key equal to `name` as a C string.
+fn first_entry<'a>(obj: &'a Object, name: &str) -> Option<&'a Value> {
+    obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v)
+}
+
+/// An object as `libxl__json_map_get` searches it for each field of a struct: per field, the
+/// value of the first key equal to its name as a C string. libxl writes keys in IDL order, so
+/// each key's field is sought from just after the last one found, and a struct's fields are
+/// matched in one pass over both lists instead of a lookup per field.
 struct Fields<'a> {
     obj: Option<&'a Object>,
-    keys_have_nul: bool,
+    by_field: Vec<Option<&'a Value>>,
 }
 
 impl<'a> Fields<'a> {
-    fn of(obj: Option<&'a Object>) -> Fields<'a> {
-        Fields { obj, keys_have_nul: obj.is_some_and(|o| o.keys().any(|k| k.contains('\0'))) }
+    fn of(obj: Option<&'a Object>, def: &StructDef) -> Fields<'a> {
+        let fields = def.fields;
+        let mut by_field = vec![None; fields.len()];
+        if let Some(obj) = obj {
+            let mut from = 0;
+            for (key, value) in obj {
+                let name = c_str(key);
+                let found = (from..fields.len()).chain(0..from).find(|&i| fields[i].name == name);
+                if let Some(i) = found {
+                    by_field[i].get_or_insert(value);
+                    from = i + 1;
+                }
+            }
+        }
+        Fields { obj, by_field }
     }
 
-    fn get(self, name: &str, want: Want) -> Option<&'a Value> {
-        let obj = self.obj?;
-        let value = if self.keys_have_nul {
-            obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v)
-        } else {
-            obj.get(name)
-        }?;
-        matches_want(value, want).then_some(value)
+    /// Field `index` of the struct, if its value has the wanted type.
+    fn field(&self, index: usize, want: Want) -> Option<&'a Value> {
+        self.by_field[index].filter(|v| matches_want(v, want))
+    }
+
+    /// Any other key (a keyed union's `<keyvar>.<member>`).
+    fn get(&self, name: &str, want: Want) -> Option<&'a Value> {
+        first_entry(self.obj?, name).filter(|v| matches_want(v, want))
     }
 }
 
@@ -143,18 +160,18 @@ fn normalize_struct(
     def: &'static StructDef,
     path: &mut JsonPath,
 ) -> Result<Object, ConfigError> {
-    let input = Fields::of(input);
+    let input = Fields::of(input, def);
     let mut out = Map::new();
-    for field in def.fields {
+    for (index, field) in def.fields.iter().enumerate() {
         if let FieldType::KeyedUnion(union) = field.ty {
-            let (key, value) = normalize_union(input, union, path)?;
+            let (key, value) = normalize_union(&input, union, path)?;
             if let Some(key) = key {
                 out.insert(key, value);
             }
             continue;
         }
         path.push_key(field.name);
-        let raw = input.get(field.name, want_of(&field.ty));
+        let raw = input.field(index, want_of(&field.ty));
         let emitted = normalize_field(&field.ty, field.int_init(), raw, path);
         path.pop();
         if let Some(value) = emitted? {
@@ -167,7 +184,7 @@ fn normalize_struct(
 /// A keyed union: the key libxl emits for the final discriminator (none for a value outside the
 /// union, e.g. a usbdev without `type.hostdev`) and the member's struct.
 fn normalize_union(
-    input: Fields<'_>,
+    input: &Fields<'_>,
     union: &'static UnionDef,
     path: &mut JsonPath,
 ) -> Result<(Option<String>, Value), ConfigError> {
@@ -177,7 +194,7 @@ fn normalize_union(
     for (member, member_def) in union.members {
         let key = union.member_key(member);
         let Some(raw) = input.get(&key, Want::Map) else { continue };
-        path.push_key(&key);
+        path.push_key(key);
         if discriminator != init {
             let e = ConfigError::libxl(
                 path,
@@ -213,7 +230,7 @@ fn normalize_field(
     ty: &FieldType,
     int_init: i128,
     raw: Option<&Value>,
-    path: &JsonPath,
+    path: &mut JsonPath,
 ) -> Result<Option<Value>, ConfigError> {
     Ok(match ty {
         FieldType::Int(kind) => {
@@ -322,16 +339,15 @@ fn normalize_field(
             }
             None => None,
         },
-        FieldType::Struct(def) => {
-            let mut p = path.clone();
-            Some(Value::Object(normalize_struct(raw.and_then(Value::as_object), def, &mut p)?))
-        }
+        FieldType::Struct(def) => Some(Value::Object(normalize_struct(raw.and_then(Value::as_object), def, path)?)),
         FieldType::Array(elem) => match raw.and_then(Value::as_array) {
             Some(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let mut p = path.index(i);
-                    out.push(normalize_element(elem, item, &mut p)?);
+                    path.push_index(i);
+                    let element = normalize_element(elem, item, path);
+                    path.pop();
+                    out.push(element?);
                 }
                 (!out.is_empty()).then_some(Value::Array(out))
             }

@@ -22,7 +22,7 @@ pub(crate) fn validate_struct(
     // (union keyvar, first member key seen) for the "two members" check.
     let mut union_seen: Vec<(&str, &str)> = Vec::new();
     for (key, value) in obj {
-        path.push_key(key);
+        path.push_key(key.clone());
         let result = if let Some((field, _, _, member)) = def.union_for_key(key) {
             match union_seen.iter().find(|(keyvar, _)| *keyvar == field.name) {
                 Some((_, first)) => Err(ConfigError::invalid(

@@ -87,11 +87,7 @@ impl Local {
             .tree
             .subtree(&p)
             .filter(|(k, _)| k.as_str().len() > prefix_len && !k.as_str()[prefix_len..].contains('/'))
-            .map(|(k, _)| {
-                let name = k.as_str()[prefix_len..].to_string();
-                let read = xs.read(k.as_str());
-                (name, read)
-            })
+            .map(|(k, node)| (k.as_str()[prefix_len..].to_string(), XsView::read_node(node)))
             .collect();
         Some(Local { dir: dir.to_string(), children })
     }

@@ -1,7 +1,7 @@
 //! Reading a snapshot the way a xenstore client (libxl) reads the live store.
 
 use crate::libxl_log;
-use crate::xenstore::{Path, Tree};
+use crate::xenstore::{Node, Path, Tree};
 
 /// The outcome of one `xs_read`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +32,21 @@ impl<'a> XsView<'a> {
     pub fn read(&self, path: &str) -> Read {
         // The common case, a valid path that is present, needs no validation or allocation.
         match self.tree.get_str(path) {
-            Some(n) if n.unreadable => Read::Error(libxl_log::EACCES),
-            Some(n) if n.truncated => Read::Error(VALUE_TRUNCATED),
-            Some(n) => {
-                let bytes = n.value.split(|b| *b == 0).next().unwrap_or(&[]);
-                Read::Value(String::from_utf8_lossy(bytes).into_owned())
-            }
+            Some(n) => Self::read_node(n),
             None if Path::new(path).is_err() => Read::Error(libxl_log::EINVAL),
             None => Read::Absent,
+        }
+    }
+
+    /// What reading a node that is present gives.
+    pub fn read_node(node: &Node) -> Read {
+        if node.unreadable {
+            Read::Error(libxl_log::EACCES)
+        } else if node.truncated {
+            Read::Error(VALUE_TRUNCATED)
+        } else {
+            let bytes = node.value.split(|b| *b == 0).next().unwrap_or(&[]);
+            Read::Value(String::from_utf8_lossy(bytes).into_owned())
         }
     }
 
