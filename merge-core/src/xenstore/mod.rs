@@ -2,7 +2,9 @@
 //!
 //! The tree is an `imbl` ordered map, so a clone is O(1) and shares structure, iteration is
 //! sorted and deterministic (never the daemon's creation order), and a subtree is one range
-//! scan. A tree may be partial: a dump of one subtree, or a `grep`-filtered excerpt, has nodes
+//! scan. A tree built whole from its nodes ([`Tree::from_sorted`], `collect`) is first held as
+//! one sorted array, shared the same way, and becomes a map on its first change: a dump's
+//! hundred thousand nodes are then sorted once instead of inserted one by one. A tree may be partial: a dump of one subtree, or a `grep`-filtered excerpt, has nodes
 //! whose ancestors are absent. Listing children therefore derives them from the keys below, so
 //! an ancestor that was never printed still shows up as a directory.
 
@@ -196,16 +198,101 @@ impl Change {
 /// An immutable, cheaply clonable xenstore snapshot.
 #[derive(Clone, Default)]
 pub struct Tree {
-    nodes: OrdMap<Path, Node>,
+    nodes: Nodes,
     /// Host-wide facts derived from the nodes on first use ([`crate::observe::host::HostShape`]),
     /// shared by clones so that reconciling each of a thousand domains against one snapshot
     /// does not rescan every domain each time. Every mutation starts an empty one.
     shape: Arc<OnceLock<crate::observe::host::HostShape>>,
 }
 
+/// A tree's nodes: an array built whole and never changed, or a map.
+#[derive(Clone)]
+enum Nodes {
+    /// Strictly increasing paths.
+    Sorted(Arc<Vec<(Path, Node)>>),
+    Map(OrdMap<Path, Node>),
+}
+
+impl Default for Nodes {
+    fn default() -> Nodes {
+        Nodes::Map(OrdMap::new())
+    }
+}
+
+impl Nodes {
+    fn len(&self) -> usize {
+        match self {
+            Nodes::Sorted(v) => v.len(),
+            Nodes::Map(m) => m.len(),
+        }
+    }
+
+    fn get_key_value(&self, path: &str) -> Option<(&Path, &Node)> {
+        match self {
+            Nodes::Sorted(v) => v.binary_search_by(|(k, _)| k.as_str().cmp(path)).ok().map(|i| (&v[i].0, &v[i].1)),
+            Nodes::Map(m) => m.get_key_value(path),
+        }
+    }
+
+    /// The nodes whose paths lie between the bounds, in order.
+    fn range<'a>(&'a self, lower: Bound<&str>, upper: Bound<&str>) -> NodesIter<'a> {
+        match self {
+            Nodes::Sorted(v) => {
+                let start = match lower {
+                    Bound::Included(s) => v.partition_point(|(k, _)| k.as_str() < s),
+                    Bound::Excluded(s) => v.partition_point(|(k, _)| k.as_str() <= s),
+                    Bound::Unbounded => 0,
+                };
+                let end = match upper {
+                    Bound::Included(s) => v.partition_point(|(k, _)| k.as_str() <= s),
+                    Bound::Excluded(s) => v.partition_point(|(k, _)| k.as_str() < s),
+                    Bound::Unbounded => v.len(),
+                };
+                NodesIter::Sorted(v[start..end.max(start)].iter())
+            }
+            Nodes::Map(m) => NodesIter::Map(m.range::<_, str>((lower, upper))),
+        }
+    }
+
+    /// The map to change, made from the array on the first change.
+    fn map_mut(&mut self) -> &mut OrdMap<Path, Node> {
+        if let Nodes::Sorted(v) = self {
+            let map = match Arc::try_unwrap(std::mem::take(v)) {
+                Ok(owned) => owned.into_iter().collect(),
+                Err(shared) => shared.iter().cloned().collect(),
+            };
+            *self = Nodes::Map(map);
+        }
+        match self {
+            Nodes::Map(m) => m,
+            Nodes::Sorted(_) => unreachable!("made a map above"),
+        }
+    }
+}
+
+/// An iterator over some of a tree's nodes, in path order.
+enum NodesIter<'a> {
+    Sorted(std::slice::Iter<'a, (Path, Node)>),
+    Map(imbl::ordmap::RangedIter<'a, Path, Node, imbl::shared_ptr::DefaultSharedPtr>),
+}
+
+impl<'a> Iterator for NodesIter<'a> {
+    type Item = (&'a Path, &'a Node);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            NodesIter::Sorted(it) => it.next().map(|(k, v)| (k, v)),
+            NodesIter::Map(it) => it.next(),
+        }
+    }
+}
+
 impl PartialEq for Tree {
     fn eq(&self, other: &Tree) -> bool {
-        self.nodes == other.nodes
+        match (&self.nodes, &other.nodes) {
+            (Nodes::Map(a), Nodes::Map(b)) => a == b,
+            _ => self.len() == other.len() && self.iter().eq(other.iter()),
+        }
     }
 }
 
@@ -221,14 +308,32 @@ impl Tree {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.nodes.len() == 0
+    }
+
+    /// A tree of these nodes, which must be sorted by path with no path twice; otherwise they
+    /// are sorted here, and of a path given twice the later node is kept, as by inserting them
+    /// in order.
+    pub fn from_sorted(mut nodes: Vec<(Path, Node)>) -> Tree {
+        if !nodes.windows(2).all(|w| w[0].0 < w[1].0) {
+            nodes.sort_by(|a, b| a.0.cmp(&b.0));
+            // Of equal paths, keep the last: `dedup_by` drops the later one, so move it back.
+            nodes.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    std::mem::swap(later, kept);
+                }
+                same
+            });
+        }
+        Tree { nodes: Nodes::Sorted(Arc::new(nodes)), shape: Arc::default() }
     }
 
     /// Returns a tree with `path` set to `node` (replacing any node there). Ancestors are not
     /// created: see [`Tree::with_parents`].
     pub fn insert(&mut self, path: Path, node: Node) -> Option<Node> {
         self.forget_shape();
-        self.nodes.insert(path, node)
+        self.nodes.map_mut().insert(path, node)
     }
 
     /// Drops derived facts before a mutation (a clone sharing them keeps its own).
@@ -250,25 +355,26 @@ impl Tree {
     /// permissions, as `xenstore-write` does.
     pub fn insert_with_parents(&mut self, path: Path, node: Node, parent_perms: Option<Perms>) {
         self.forget_shape();
+        let nodes = self.nodes.map_mut();
         let mut p = path.parent();
         while let Some(ancestor) = p {
-            if ancestor.is_root() || self.nodes.contains_key(&ancestor) {
+            if ancestor.is_root() || nodes.contains_key(&ancestor) {
                 break;
             }
             let next = ancestor.parent();
-            self.nodes.insert(ancestor, Node::new(Vec::new()).with_perms(parent_perms.clone()));
+            nodes.insert(ancestor, Node::new(Vec::new()).with_perms(parent_perms.clone()));
             p = next;
         }
-        self.nodes.insert(path, node);
+        nodes.insert(path, node);
     }
 
     pub fn get(&self, path: &Path) -> Option<&Node> {
-        self.nodes.get(path)
+        self.get_str(path.as_str())
     }
 
     /// Looks up a path given as text; an invalid path is simply absent.
     pub fn get_str(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get_key_value(path).map(|(_, n)| n)
     }
 
     /// The complete text value at `path`, if present, readable, untruncated and UTF-8.
@@ -277,7 +383,7 @@ impl Tree {
     }
 
     pub fn contains(&self, path: &Path) -> bool {
-        self.nodes.contains_key(path)
+        self.get(path).is_some()
     }
 
     /// Whether `path` exists as a node or as the ancestor of one.
@@ -295,33 +401,33 @@ impl Tree {
     pub fn remove_subtree(&mut self, path: &Path) -> usize {
         self.forget_shape();
         let doomed: Vec<Path> = self.subtree(path).map(|(p, _)| p.clone()).collect();
+        let nodes = self.nodes.map_mut();
         for p in &doomed {
-            self.nodes.remove(p);
+            nodes.remove(p);
         }
         doomed.len()
     }
 
     pub fn remove(&mut self, path: &Path) -> Option<Node> {
         self.forget_shape();
-        self.nodes.remove(path)
+        self.nodes.map_mut().remove(path)
     }
 
     /// Every node, sorted by path.
     pub fn iter(&self) -> impl Iterator<Item = (&Path, &Node)> {
-        self.nodes.iter()
+        self.nodes.range(Bound::Unbounded, Bound::Unbounded)
     }
 
     fn range_str<'a>(&'a self, start: &str, end: &str) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
-        self.nodes.range::<_, str>((Bound::Included(start), Bound::Excluded(end)))
+        self.nodes.range(Bound::Included(start), Bound::Excluded(end))
     }
 
     /// `path` itself (if present) and every node below it, sorted.
     pub fn subtree<'a>(&'a self, path: &Path) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
-        let own = self.nodes.get_key_value(path);
+        let own = self.nodes.get_key_value(path.as_str());
         let start = path.subtree_start();
         let end = path.subtree_end();
-        own.into_iter()
-            .chain(self.nodes.range::<_, str>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str()))))
+        own.into_iter().chain(self.nodes.range(Bound::Included(start.as_str()), Bound::Excluded(end.as_str())))
     }
 
     /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
@@ -332,19 +438,24 @@ impl Tree {
 
     /// [`Tree::children`] for a path given as text (an invalid path has no children).
     pub fn children_of_str(&self, path: &str) -> Vec<String> {
-        let (prefix, end) =
-            if path == "/" { ("/".to_string(), "0".to_string()) } else { (format!("{path}/"), format!("{path}0")) };
+        let prefix_len = if path == "/" { 1 } else { path.len() + 1 };
+        // One buffer for every scan's lower bound: the prefix, then `<prefix><child>` or
+        // `<prefix><child>0`. The upper bound is the byte after the separator.
+        let mut lower = String::with_capacity(prefix_len + 32);
+        lower.push_str(path);
+        if path != "/" {
+            lower.push('/');
+        }
+        let mut end = lower.clone();
+        end.pop();
+        end.push('0');
+        let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
-        let mut cursor: Bound<String> = Bound::Included(prefix.clone());
         loop {
-            let lower = match &cursor {
-                Bound::Included(s) => Bound::Included(s.as_str()),
-                Bound::Excluded(s) => Bound::Excluded(s.as_str()),
-                Bound::Unbounded => Bound::Unbounded,
-            };
-            let next = self.nodes.range::<_, str>((lower, Bound::Excluded(end.as_str()))).next();
+            let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
+            let next = self.nodes.range(bound, Bound::Excluded(end.as_str())).next();
             let Some((key, _)) = next else { break };
-            let rest = &key.as_str()[prefix.len()..];
+            let rest = &key.as_str()[prefix_len..];
             let child = match rest.find('/') {
                 Some(i) => &rest[..i],
                 None => rest,
@@ -353,14 +464,14 @@ impl Tree {
                 out.push(child.to_string());
             }
             // Key order is not child-name order (`b`, `b-c`, `b/x`), hence the sort below.
-            let child_path = format!("{prefix}{child}");
+            lower.truncate(prefix_len);
+            lower.push_str(child);
             // A node that is the child itself: continue right after it (a sibling such as
             // `b-c` sorts between `b` and `b/x`). A deeper node: skip the child's subtree.
-            cursor = if rest.len() > child.len() {
-                Bound::Included(format!("{child_path}0"))
-            } else {
-                Bound::Excluded(child_path)
-            };
+            lower_included = rest.len() > child.len();
+            if lower_included {
+                lower.push('0');
+            }
         }
         if !out.is_sorted() {
             out.sort();
@@ -371,38 +482,67 @@ impl Tree {
 
     /// A tree holding only `path`'s subtree.
     pub fn extract(&self, path: &Path) -> Tree {
-        let mut t = Tree::new();
-        for (p, n) in self.subtree(path) {
-            t.nodes.insert(p.clone(), n.clone());
-        }
-        t
+        Tree::from_sorted(self.subtree(path).map(|(p, n)| (p.clone(), n.clone())).collect())
     }
 
     /// The changes that turn `self` into `other`, sorted by path.
     pub fn diff(&self, other: &Tree) -> Vec<Change> {
         use imbl::ordmap::DiffItem;
-        self.nodes
-            .diff(&other.nodes)
-            .map(|item| match item {
-                DiffItem::Add(p, n) => Change::Added(p.clone(), n.clone()),
-                DiffItem::Remove(p, n) => Change::Removed(p.clone(), n.clone()),
-                DiffItem::Update { old, new } => {
-                    Change::Updated { path: old.0.clone(), old: old.1.clone(), new: new.1.clone() }
+        if let (Nodes::Map(a), Nodes::Map(b)) = (&self.nodes, &other.nodes) {
+            // imbl skips the subtrees the two maps share.
+            return a
+                .diff(b)
+                .map(|item| match item {
+                    DiffItem::Add(p, n) => Change::Added(p.clone(), n.clone()),
+                    DiffItem::Remove(p, n) => Change::Removed(p.clone(), n.clone()),
+                    DiffItem::Update { old, new } => {
+                        Change::Updated { path: old.0.clone(), old: old.1.clone(), new: new.1.clone() }
+                    }
+                })
+                .collect();
+        }
+        let mut out = Vec::new();
+        let (mut old, mut new) = (self.iter().peekable(), other.iter().peekable());
+        loop {
+            let order = match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((a, _)), Some((b, _))) => a.cmp(b),
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    if let Some((p, n)) = old.next() {
+                        out.push(Change::Removed(p.clone(), n.clone()));
+                    }
                 }
-            })
-            .collect()
+                std::cmp::Ordering::Greater => {
+                    if let Some((p, n)) = new.next() {
+                        out.push(Change::Added(p.clone(), n.clone()));
+                    }
+                }
+                std::cmp::Ordering::Equal => {
+                    if let (Some((p, a)), Some((_, b))) = (old.next(), new.next()) {
+                        if a != b {
+                            out.push(Change::Updated { path: p.clone(), old: a.clone(), new: b.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
 impl fmt::Debug for Tree {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.nodes.iter()).finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl FromIterator<(Path, Node)> for Tree {
     fn from_iter<I: IntoIterator<Item = (Path, Node)>>(iter: I) -> Tree {
-        Tree { nodes: iter.into_iter().collect(), shape: Arc::default() }
+        Tree::from_sorted(iter.into_iter().collect())
     }
 }
 

@@ -146,11 +146,15 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     if left_out.paths().filter_map(home_of).any(|d| !homes.contains(&d)) {
         return read_dump(bytes, origin, lenient);
     }
+    let mut brought_back = Vec::new();
     for pointer in merge_core::reconcile::libxl417::pointers_outside(&tree) {
         let Ok(root) = Path::new(&pointer) else { continue };
-        for (p, n) in left_out.subtree(&root).map_err(dump_error(origin))?.iter() {
-            tree.insert(p.clone(), n.clone());
-        }
+        let subtree = left_out.subtree(&root).map_err(dump_error(origin))?;
+        brought_back.extend(subtree.iter().map(|(p, n)| (p.clone(), n.clone())));
+    }
+    if !brought_back.is_empty() {
+        // Built again whole rather than changed node by node: the tree is a sorted array.
+        tree = tree.iter().map(|(p, n)| (p.clone(), n.clone())).chain(brought_back).collect();
     }
     Ok(tree)
 }

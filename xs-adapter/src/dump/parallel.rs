@@ -5,8 +5,9 @@
 //!
 //! The dump is cut at line starts that begin a node (never between `<path>:` and the line it
 //! owns), each part is read by the one-pass flat reader with line numbers counted from the part's
-//! start, and the nodes kept are inserted in input order. Only the strict reader runs here, and
-//! on any error the caller reads the dump again on one thread, so that the error reported is
+//! start, and sorts the nodes it keeps; the sorted parts are merged into the tree's array
+//! ([`Tree::from_sorted`]). Only the strict reader runs here, and on any error (a path given
+//! twice included) the caller reads the dump again on one thread, so that the error reported is
 //! the first in the input, with both lines of a duplicate.
 
 use super::build::{Builder, LeftNode};
@@ -53,34 +54,47 @@ pub(crate) fn read_flat(
                     // Room for every line: what is not written is never touched.
                     b.collected = Some(Vec::with_capacity(part.lines));
                     let lines = raw_lines_after(part.text, part.lines_before, part.offset);
-                    flat::parse_flat_pass(lines, fopts, &mut b, None).ok().map(|()| b)
+                    flat::parse_flat_pass(lines, fopts, &mut b, None).ok()?;
+                    let kept = b.collected.as_mut()?;
+                    kept.sort_by(|x, y| x.0.cmp(&y.0));
+                    kept.windows(2).all(|w| w[0].0 != w[1].0).then_some(b)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    let mut collected = Vec::new();
+    let mut kept: Vec<(Path, Node)> = Vec::new();
     let mut left_out = Vec::new();
     let mut warnings = Vec::new();
     for b in builders {
         let b = b?;
-        collected.extend(b.collected.unwrap_or_default().into_iter().map(Some));
+        kept = merge_sorted(kept, b.collected.unwrap_or_default())?;
         left_out.extend(b.left_out);
         warnings.extend(b.warnings);
     }
-    // Every other node first, then the rest between them: a dump comes almost sorted, and
-    // this fills each leaf of the tree before it splits (as `flat::parse_flat` does).
-    let mut tree = Tree::new();
-    for parity in 0..2 {
-        for slot in collected.iter_mut().skip(parity).step_by(2) {
-            let (path, node): (Path, Node) = slot.take()?;
-            if tree.insert(path, node).is_some() {
-                return None;
-            }
-        }
-    }
+    let tree = Tree::from_sorted(kept);
     let snapshot = Snapshot { tree, format, base: opts.base.clone(), repairs: Vec::new(), warnings };
     Some((snapshot, left_out))
+}
+
+/// Two lists sorted by path, as one; `None` if a path is in both.
+fn merge_sorted(a: Vec<(Path, Node)>, b: Vec<(Path, Node)>) -> Option<Vec<(Path, Node)>> {
+    if a.is_empty() {
+        return Some(b);
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        let next = match x.0.cmp(&y.0) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => return None,
+        };
+        out.extend(next);
+    }
+    out.extend(a);
+    out.extend(b);
+    Some(out)
 }
 
 /// A part of a dump to read on its own thread.
