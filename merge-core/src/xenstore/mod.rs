@@ -603,6 +603,50 @@ mod tests {
         assert!(Perms::parse("").is_none());
     }
 
+    /// The same nodes held as a sorted array and as a map answer every query alike, and the
+    /// array becomes a map on its first change without losing a node.
+    #[test]
+    fn a_sorted_tree_answers_as_the_map() {
+        let paths = ["/a", "/a/b", "/a/b-c", "/a/b/x", "/a/b/y/z", "/a/c/d", "/a0", "/a-", "/z", "/a/b/y"];
+        let mut map = Tree::new();
+        for s in paths {
+            map.insert(p(s), Node::new(s.as_bytes().to_vec()));
+        }
+        // Unsorted and with a path given twice: sorted, and the later node kept.
+        let mut given: Vec<(Path, Node)> = paths.iter().rev().map(|s| (p(s), Node::new(b"first".to_vec()))).collect();
+        given.extend(paths.iter().map(|s| (p(s), Node::new(s.as_bytes().to_vec()))));
+        let sorted = Tree::from_sorted(given);
+        assert!(matches!(sorted.nodes, Nodes::Sorted(_)));
+        assert!(sorted == map && map == sorted);
+        assert_eq!(sorted.len(), paths.len());
+        let queries = ["/", "/a", "/a/b", "/a/b/y", "/a/c", "/a0", "/b", "/z"];
+        for q in queries {
+            let q = p(q);
+            assert_eq!(sorted.children(&q), map.children(&q), "children of {q}");
+            assert_eq!(sorted.get(&q), map.get(&q), "{q}");
+            assert_eq!(sorted.exists(&q), map.exists(&q), "{q}");
+            let sub = |t: &Tree| t.subtree(&q).map(|(k, _)| k.as_str().to_string()).collect::<Vec<_>>();
+            assert_eq!(sub(&sorted), sub(&map), "subtree of {q}");
+            assert!(sorted.extract(&q) == map.extract(&q));
+        }
+        let mut changed = sorted.clone();
+        changed.remove(&p("/a/b"));
+        changed.insert(p("/a/b/x"), Node::new(b"new".to_vec()));
+        changed.insert(p("/n"), Node::new(Vec::new()));
+        assert!(matches!(changed.nodes, Nodes::Map(_)));
+        assert!(matches!(sorted.nodes, Nodes::Sorted(_)), "a clone changes alone");
+        assert_eq!(sorted.len(), paths.len());
+        let mut changed_map = map.clone();
+        changed_map.remove(&p("/a/b"));
+        changed_map.insert(p("/a/b/x"), Node::new(b"new".to_vec()));
+        changed_map.insert(p("/n"), Node::new(Vec::new()));
+        // The diff between an array and a map is the maps' diff.
+        assert_eq!(sorted.diff(&changed), map.diff(&changed_map));
+        assert_eq!(changed.diff(&sorted), changed_map.diff(&map));
+        assert_eq!(sorted.diff(&changed).len(), 3);
+        assert!(Tree::from_sorted(Vec::new()).is_empty());
+    }
+
     #[test]
     fn insert_with_parents_creates_ancestors() {
         let mut t = Tree::new();
