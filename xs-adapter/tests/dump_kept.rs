@@ -133,6 +133,13 @@ fn a_domain_known_only_by_nodes_left_out_keeps_the_whole_dump() {
     let read = read_dump_for(bytes.as_bytes(), "host.fp", false, Policy::Libxl417).unwrap();
     assert!(read == whole);
     assert_eq!(xs_adapter::cli::inputs::guest_domids(&read), vec![3, 7]);
+    // So too for guest 30, whose nodes sort right after guest 3's, which are left out too.
+    let bytes = format!(
+        "{HOST}/local/domain/3/device/vbd/51712/state = \"4\"\n/local/domain/30/device/vbd/51712/state = \"4\"\n"
+    );
+    let read = read_dump_for(bytes.as_bytes(), "host.fp", false, Policy::Libxl417).unwrap();
+    assert!(read == read_dump(bytes.as_bytes(), "host.fp", false).unwrap());
+    assert_eq!(xs_adapter::cli::inputs::guest_domids(&read), vec![3, 30]);
     // Without it, the tree is the part libxl reads.
     let read = read_dump_for(HOST.as_bytes(), "host.fp", false, Policy::Libxl417).unwrap();
     assert!(read.len() < read_dump(HOST.as_bytes(), "host.fp", false).unwrap().len());

@@ -143,7 +143,7 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     let kept = dump::read_kept(bytes, &opts, live::in_libxl417_scope).map_err(dump_error(origin))?;
     let (mut tree, left_out) = (kept.snapshot.tree, kept.left_out);
     let homes: std::collections::BTreeSet<u32> = guest_homes(&tree).collect();
-    if left_out.paths().filter_map(home_of).any(|d| !homes.contains(&d)) {
+    if homes_only_left_out(left_out.paths(), &homes) {
         return read_dump(bytes, origin, lenient);
     }
     let mut brought_back = Vec::new();
@@ -159,10 +159,25 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     Ok(tree)
 }
 
-/// The domid of a path under `/local/domain/<domid>`.
-fn home_of(path: &str) -> Option<u32> {
-    let mut c = path.strip_prefix("/local/domain/")?.split('/');
-    c.next()?.parse().ok()
+/// Whether a path sorted as bytes lies under a domain's home (`/local/domain/<domid>`) that is
+/// not among `homes`. A home's nodes are adjacent when sorted, so each home is looked up once.
+fn homes_only_left_out<'a>(sorted: impl Iterator<Item = &'a str>, homes: &std::collections::BTreeSet<u32>) -> bool {
+    const HOMES: &str = "/local/domain/";
+    let mut checked = "";
+    for path in sorted {
+        if !checked.is_empty() && path.starts_with(checked) {
+            continue;
+        }
+        let Some(rest) = path.strip_prefix(HOMES) else { continue };
+        let name = rest.split('/').next().unwrap_or("");
+        let Ok(domid) = name.parse::<u32>() else { continue };
+        if !homes.contains(&domid) {
+            return true;
+        }
+        // `/local/domain/<name>/`: what follows is this home's, until a path does not start so.
+        checked = path.get(..HOMES.len() + name.len() + 1).filter(|p| p.ends_with('/')).unwrap_or("");
+    }
+    false
 }
 
 fn live_error(e: live::Error) -> CliError {
