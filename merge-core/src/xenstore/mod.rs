@@ -617,7 +617,8 @@ mod tests {
         given.extend(paths.iter().map(|s| (p(s), Node::new(s.as_bytes().to_vec()))));
         let sorted = Tree::from_sorted(given);
         assert!(matches!(sorted.nodes, Nodes::Sorted(_)));
-        assert!(sorted == map && map == sorted);
+        assert!(sorted == map);
+        assert!(map == sorted);
         assert_eq!(sorted.len(), paths.len());
         let queries = ["/", "/a", "/a/b", "/a/b/y", "/a/c", "/a0", "/b", "/z"];
         for q in queries {
