@@ -43,26 +43,23 @@ pub(crate) fn read_flat(
         return None;
     }
     let fopts = FlatOptions { perms: format.has_perms(), format, decided_at, base: opts.base.as_ref() };
-    let builders: Vec<Option<Builder>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
+    let builders: Vec<Option<Builder>> = {
+        use rayon::prelude::*;
+        parts
+            .par_iter()
             .map(|part| {
-                let fopts = &fopts;
-                scope.spawn(move || {
-                    let mut b = Builder::new(false);
-                    b.keep = Some(keep);
-                    // Room for every line: what is not written is never touched.
-                    b.collected = Some(Vec::with_capacity(part.lines));
-                    let lines = raw_lines_after(part.text, part.lines_before, part.offset);
-                    flat::parse_flat_pass(lines, fopts, &mut b, None).ok()?;
-                    let kept = b.collected.as_mut()?;
-                    kept.sort_by(|x, y| x.0.cmp(&y.0));
-                    kept.windows(2).all(|w| w[0].0 != w[1].0).then_some(b)
-                })
+                let mut b = Builder::new(false);
+                b.keep = Some(keep);
+                // Room for every line: what is not written is never touched.
+                b.collected = Some(Vec::with_capacity(part.lines));
+                let lines = raw_lines_after(part.text, part.lines_before, part.offset);
+                flat::parse_flat_pass(lines, &fopts, &mut b, None).ok()?;
+                let kept = b.collected.as_mut()?;
+                kept.sort_by(|x, y| x.0.cmp(&y.0));
+                kept.windows(2).all(|w| w[0].0 != w[1].0).then_some(b)
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    });
+            .collect()
+    };
     let mut kept: Vec<(Path, Node)> = Vec::new();
     let mut left_out = Vec::new();
     let mut warnings = Vec::new();
