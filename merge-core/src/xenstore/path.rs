@@ -160,6 +160,17 @@ pub fn leading_components<const N: usize>(path: &str) -> [&str; N] {
     out
 }
 
+/// The bytes xenstored allows in a path: a component's `[A-Za-z0-9_@-]` and the separator.
+const PATH_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'@' | b'-' | b'/');
+        b += 1;
+    }
+    table
+};
+
 fn validate(s: &str) -> Result<(), PathError> {
     if s.is_empty() {
         return Err(PathError::Empty);
@@ -172,6 +183,11 @@ fn validate(s: &str) -> Result<(), PathError> {
         return Ok(());
     }
     let bytes = s.as_bytes();
+    // The common case, a valid path, in one pass of table lookups with no state between bytes;
+    // the loop below finds where an invalid one goes wrong.
+    if bytes.iter().all(|&b| PATH_BYTE[usize::from(b)]) && bytes.last() != Some(&b'/') && !s.contains("//") {
+        return Ok(());
+    }
     let mut prev_slash = false;
     for (offset, &b) in bytes.iter().enumerate() {
         match b {
