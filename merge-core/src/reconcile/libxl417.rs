@@ -106,6 +106,11 @@ pub fn pointers_outside(tree: &crate::xenstore::Tree) -> Vec<String> {
     let mut out = Vec::new();
     // Every pointer libxl follows lives in a `/libxl` record: one range scan.
     for (path, node) in tree.subtree(&crate::xenstore::Path::new("/libxl").expect("a valid path")) {
+        // Most records' nodes are neither: skip them without splitting the path.
+        let name = path.as_str().rsplit('/').next().unwrap_or("");
+        if name != "backend" && name != "frontend" {
+            continue;
+        }
         let followed = matches!(
             leading_components::<7>(path.as_str()),
             ["libxl", _, "device", "vtpm" | "vusb", _, "backend", ""]
