@@ -4,7 +4,9 @@
 //! sorted and deterministic (never the daemon's creation order), and a subtree is one range
 //! scan. A tree built whole from its nodes ([`Tree::from_sorted`], `collect`) is first held as
 //! one sorted array, shared the same way, and becomes a map on its first change: a dump's
-//! hundred thousand nodes are then sorted once instead of inserted one by one. A tree may be partial: a dump of one subtree, or a `grep`-filtered excerpt, has nodes
+//! hundred thousand nodes are then sorted once instead of inserted one by one.
+//!
+//! A tree may be partial: a dump of one subtree, or a `grep`-filtered excerpt, has nodes
 //! whose ancestors are absent. Listing children therefore derives them from the keys below, so
 //! an ancestor that was never printed still shows up as a directory.
 
@@ -311,9 +313,9 @@ impl Tree {
         self.nodes.len() == 0
     }
 
-    /// A tree of these nodes, which must be sorted by path with no path twice; otherwise they
-    /// are sorted here, and of a path given twice the later node is kept, as by inserting them
-    /// in order.
+    /// A tree of these nodes. Nodes sorted by path, no path twice, are taken as they are;
+    /// others are sorted here, keeping the later of a path given twice, as inserting them in
+    /// order would.
     pub fn from_sorted(mut nodes: Vec<(Path, Node)>) -> Tree {
         if !nodes.windows(2).all(|w| w[0].0 < w[1].0) {
             nodes.sort_by(|a, b| a.0.cmp(&b.0));

@@ -159,8 +159,8 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     Ok(tree)
 }
 
-/// Whether a path sorted as bytes lies under a domain's home (`/local/domain/<domid>`) that is
-/// not among `homes`. A home's nodes are adjacent when sorted, so each home is looked up once.
+/// Whether some path lies under a domain's home (`/local/domain/<domid>`) that is not among
+/// `homes`. Paths sorted as bytes keep a home's nodes together, so each home is looked up once.
 fn homes_only_left_out<'a>(sorted: impl Iterator<Item = &'a str>, homes: &std::collections::BTreeSet<u32>) -> bool {
     const HOMES: &str = "/local/domain/";
     let mut checked = "";
