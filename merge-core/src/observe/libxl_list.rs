@@ -10,6 +10,7 @@ use crate::config::Object;
 use crate::cparse;
 use crate::libxl_log::{self as log, LogLine};
 use crate::rules::{DeviceKind, IdentityKey, KindRule, ListSource};
+use crate::xenstore::Node;
 use serde_json::Value;
 
 /// One device as libxl's `from_xenstore` builds it.
@@ -65,7 +66,7 @@ struct Ctx<'a> {
     buf: String,
     /// The direct children of the record being parsed, read in one range scan: a record has
     /// a dozen nodes and libxl probes ~60 names (the nic's colo keys), mostly absent.
-    local: Option<Local>,
+    local: Option<Local<'a>>,
     /// Read only toolstack-owned nodes: skip what libxl reads from the guest's frontend.
     trusted_only: bool,
 }
@@ -74,20 +75,22 @@ fn valid_component(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'-'))
 }
 
-struct Local {
+/// A record's direct children, by name, borrowed from the snapshot: only the names read are
+/// turned into values.
+struct Local<'t> {
     dir: String,
-    children: Vec<(String, Read)>,
+    children: Vec<(&'t str, &'t Node)>,
 }
 
-impl Local {
-    fn load(xs: &XsView<'_>, dir: &str) -> Option<Local> {
+impl<'t> Local<'t> {
+    fn load(xs: &XsView<'t>, dir: &str) -> Option<Local<'t>> {
         let p = crate::xenstore::Path::new(dir).ok()?;
         let prefix_len = dir.len() + 1;
-        let children = xs
-            .tree
+        let tree: &'t crate::xenstore::Tree = xs.tree;
+        let children = tree
             .subtree(&p)
             .filter(|(k, _)| k.as_str().len() > prefix_len && !k.as_str()[prefix_len..].contains('/'))
-            .map(|(k, node)| (k.as_str()[prefix_len..].to_string(), XsView::read_node(node)))
+            .map(|(k, node)| (&k.as_str()[prefix_len..], node))
             .collect();
         Some(Local { dir: dir.to_string(), children })
     }
@@ -97,8 +100,8 @@ impl Local {
         if dir != self.dir {
             return None;
         }
-        Some(match self.children.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            Ok(i) => self.children[i].1.clone(),
+        Some(match self.children.binary_search_by(|(n, _)| (*n).cmp(name)) {
+            Ok(i) => XsView::read_node(self.children[i].1),
             // A name that is not a valid path component reads as EINVAL, as from the daemon.
             Err(_) if !valid_component(name) => Read::Error(crate::libxl_log::EINVAL),
             Err(_) => Read::Absent,
