@@ -43,15 +43,19 @@ pub fn read_json(bytes: &[u8]) -> Result<ReadJson, ConfigError> {
         }
         None => bytes,
     };
-    if let Err(e) = std::str::from_utf8(text) {
-        let offset = e.valid_up_to();
-        let (line, column) = line_column(text, offset);
-        return Err(ConfigError::InvalidUtf8 { line, column, offset });
-    }
-    if text.iter().all(u8::is_ascii_whitespace) {
+    let text = match std::str::from_utf8(text) {
+        Ok(text) => text,
+        Err(e) => {
+            let offset = e.valid_up_to();
+            let (line, column) = line_column(text, offset);
+            return Err(ConfigError::InvalidUtf8 { line, column, offset });
+        }
+    };
+    if text.bytes().all(|b| b.is_ascii_whitespace()) {
         return Err(ConfigError::Empty);
     }
-    let mut de = serde_json::Deserializer::from_slice(text);
+    // Text already known to be UTF-8: the reader need not check each string again.
+    let mut de = serde_json::Deserializer::from_str(text);
     let mut path = JsonPath::root();
     let value = ValueReader { path: &mut path, warnings: &mut warnings }.deserialize(&mut de).map_err(syntax_error)?;
     de.end().map_err(syntax_error)?;
