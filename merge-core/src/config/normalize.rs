@@ -105,12 +105,12 @@ fn c_str(s: &str) -> &str {
 /// `libxl__json_map_get`: the first key equal (as a C string) to `name`, if its value has the
 /// wanted type. A first match of the wrong type hides later ones.
 fn map_get<'a>(obj: Option<&'a Value>, name: &str, want: Want) -> Option<&'a Value> {
-    first_entry(obj.and_then(Value::as_object)?, name).filter(|v| matches_want(v, want))
+    first_entry(obj.and_then(Value::as_object), name, want)
 }
 
-/// The value of the first key equal to `name` as a C string.
-fn first_entry<'a>(obj: &'a Object, name: &str) -> Option<&'a Value> {
-    obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v)
+/// The value of the first key equal to `name` as a C string, if it has the wanted type.
+fn first_entry<'a>(obj: Option<&'a Object>, name: &str, want: Want) -> Option<&'a Value> {
+    obj?.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v).filter(|v| matches_want(v, want))
 }
 
 /// An object as `libxl__json_map_get` searches it for each field of a struct: per field, the
@@ -147,7 +147,7 @@ impl<'a> Fields<'a> {
 
     /// Any other key (a keyed union's `<keyvar>.<member>`).
     fn get(&self, name: &str, want: Want) -> Option<&'a Value> {
-        first_entry(self.obj?, name).filter(|v| matches_want(v, want))
+        first_entry(self.obj, name, want)
     }
 }
 

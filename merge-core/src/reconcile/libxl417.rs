@@ -82,7 +82,27 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
-    reads_components(leading_components(path))
+    reads_home_device(path).unwrap_or_else(|| reads_components(leading_components(path)))
+}
+
+/// [`reads`] for a home's frontend or backend node (`/local/domain/<domid>/{device,backend}/
+/// <kind>…`), most of a host's nodes, decided from the kind without splitting the path; `None`
+/// for any other path (or an empty component), which [`reads_components`] decides. Of these
+/// libxl reads only vsnd frontends, vtpm and vusb backends, and dom0's pci backends.
+pub fn reads_home_device(path: &str) -> Option<bool> {
+    let rest = path.strip_prefix("/local/domain/")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (domid, tail) = (&rest[..digits], rest[digits..].strip_prefix('/')?);
+    if domid.is_empty() {
+        return None;
+    }
+    let (part, after) = tail.split_once('/')?;
+    let kind = after.split('/').next().filter(|k| !k.is_empty())?;
+    match part {
+        "device" => Some(kind == "vsnd"),
+        "backend" => Some(matches!(kind, "vtpm" | "vusb") || kind == "pci" && domid == "0"),
+        _ => None,
+    }
 }
 
 /// [`reads`], given the path's first six components ([`leading_components`]).

@@ -5,18 +5,19 @@
 //! their stacks and their heaps are made once per process, not once per step (fresh memory is
 //! most of what a new thread costs, and a heap left by a finished thread is not reused).
 
-/// Fewer items than this per thread are not worth a thread.
-pub const MIN_PER_THREAD: usize = 16;
+/// Fewer items than this are mapped on the calling thread: two threads' worth of domains is
+/// the least worth sharing, and a command about a few domains never starts the pool.
+const MIN_SHARED: usize = 32;
 
 /// The fewest items a thread takes at a time: small enough that the threads finish together
 /// though domains differ in cost (an HVM guest with a QEMU, a guest with many devices), large
 /// enough that taking them costs nothing.
 const RUN: usize = 8;
 
-/// `items.map(f)`, on up to as many threads as there are cores, keeping the order.
+/// `items.map(f)`, on the pool's threads (one per core), keeping the order.
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     use rayon::prelude::*;
-    if items.len() < 2 * MIN_PER_THREAD {
+    if items.len() < MIN_SHARED {
         return items.into_iter().map(f).collect();
     }
     let f = &f;

@@ -240,9 +240,7 @@ impl<'a> LeftOut<'a> {
 pub fn read_kept<'a>(input: &'a [u8], opts: &ReadOptions, keep: fn(&str) -> bool) -> Result<Kept<'a>, DumpError> {
     if let Ok((snapshot, mut nodes)) = read_keeping(input, opts, Some(keep)) {
         // The tree catches a duplicate among the nodes kept; sorting catches one among the rest.
-        // Stable: a dump comes almost sorted, and merging its runs takes few comparisons.
-        nodes.sort_by(|a, b| a.path(input).cmp(b.path(input)));
-        if nodes.windows(2).all(|w| w[0].path(input) != w[1].path(input)) {
+        if sort_unique(&mut nodes, |a, b| a.path(input).cmp(b.path(input))) {
             return Ok(Kept { left_out: LeftOut { input, format: snapshot.format, nodes }, snapshot });
         }
     }
@@ -250,6 +248,13 @@ pub fn read_kept<'a>(input: &'a [u8], opts: &ReadOptions, keep: fn(&str) -> bool
         let format = snapshot.format;
         Kept { snapshot, left_out: LeftOut::empty(input, format) }
     })
+}
+
+/// Sorts `items` by `order`, stably (a dump comes almost sorted, and merging its runs takes few
+/// comparisons); whether no two are equal.
+fn sort_unique<T>(items: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> bool {
+    items.sort_by(&order);
+    items.windows(2).all(|w| order(&w[0], &w[1]).is_ne())
 }
 
 fn read_keeping(

@@ -1,7 +1,6 @@
 //! A large `xenstore-ls -f` or `-fp` dump read on several threads, when only some of its nodes
 //! are kept ([`super::read_kept`]). A host's dump is many independent lines, and checking them
-//! is most of the cost of reading it when few nodes are made; only the inserts into the tree
-//! must be made one by one.
+//! is most of the cost of reading it when few nodes are made.
 //!
 //! The dump is cut at line starts that begin a node (never between `<path>:` and the line it
 //! owns), each part is read by the one-pass flat reader with line numbers counted from the part's
@@ -13,7 +12,7 @@
 use super::build::{Builder, LeftNode};
 use super::flat::{self, FlatOptions};
 use super::lines::{raw_lines, raw_lines_after};
-use super::{detect, Format, ReadOptions, Snapshot};
+use super::{detect, sort_unique, Format, ReadOptions, Snapshot};
 use merge_core::xenstore::{Node, Path, Tree};
 
 /// Below this many bytes a part, one thread reads faster than several.
@@ -54,9 +53,7 @@ pub(crate) fn read_flat(
                 b.collected = Some(Vec::with_capacity(part.lines));
                 let lines = raw_lines_after(part.text, part.lines_before, part.offset);
                 flat::parse_flat_pass(lines, &fopts, &mut b, None).ok()?;
-                let kept = b.collected.as_mut()?;
-                kept.sort_by(|x, y| x.0.cmp(&y.0));
-                kept.windows(2).all(|w| w[0].0 != w[1].0).then_some(b)
+                sort_unique(b.collected.as_mut()?, |x, y| x.0.cmp(&y.0)).then_some(b)
             })
             .collect()
     };

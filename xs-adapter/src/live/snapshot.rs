@@ -105,31 +105,12 @@ pub enum Scope {
 /// Whether [`Scope::Libxl417`] holds the node at `path`: what libxl 4.17's retrieve reads
 /// ([`merge_core::reconcile::libxl417::reads`]) and each home's `vm`.
 pub fn in_libxl417_scope(path: &str) -> bool {
-    frontend_or_backend_in_scope(path).unwrap_or_else(|| {
+    use merge_core::reconcile::libxl417;
+    libxl417::reads_home_device(path).unwrap_or_else(|| {
         let components = merge_core::xenstore::leading_components(path);
-        merge_core::reconcile::libxl417::reads_components(components)
+        libxl417::reads_components(components)
             || matches!(components, ["local", "domain", d, "vm", "", _] if d.parse::<u32>().is_ok())
     })
-}
-
-/// [`in_libxl417_scope`] for `/local/domain/<domid>/{device,backend}/<kind>…`, most of a
-/// host's nodes, from the kind alone without splitting the path; `None` for any other path
-/// (or an empty component), which the general rule decides. Of these libxl reads only vsnd
-/// frontends, vtpm and vusb backends, and dom0's pci backends.
-fn frontend_or_backend_in_scope(path: &str) -> Option<bool> {
-    let rest = path.strip_prefix("/local/domain/")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let (domid, tail) = (&rest[..digits], rest[digits..].strip_prefix('/')?);
-    if domid.is_empty() {
-        return None;
-    }
-    let (part, after) = tail.split_once('/')?;
-    let kind = after.split('/').next().filter(|k| !k.is_empty())?;
-    match part {
-        "device" => Some(kind == "vsnd"),
-        "backend" => Some(matches!(kind, "vtpm" | "vusb") || kind == "pci" && domid == "0"),
-        _ => None,
-    }
 }
 
 /// How a snapshot is made consistent.
@@ -945,7 +926,7 @@ mod tests {
                     for kind in ["vsnd", "vsndx", "vtpm", "vusb", "pci", "vbd", "", "vtpm-1"] {
                         for tail in ["", "/", "/1", "/1/state", "//1", "/1/frontend"] {
                             let path = format!("{home}{domid}/{part}/{kind}{tail}");
-                            if let Some(fast) = super::frontend_or_backend_in_scope(&path) {
+                            if let Some(fast) = merge_core::reconcile::libxl417::reads_home_device(&path) {
                                 decided += 1;
                                 assert_eq!(fast, general(&path), "{path}");
                             }
