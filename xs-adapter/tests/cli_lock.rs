@@ -172,3 +172,55 @@ fn a_domain_destroyed_while_waiting_for_the_lock_is_not_read() {
         host.xs.stop();
     }
 }
+
+/// While the dump is read, the userdata files of the domains `--hypervisor` lists are read
+/// ahead, under their locks. That read never waits and leaves nothing behind: a domain the
+/// hypervisor lists but the dump does not (one being created, whose lock libxl holds; one
+/// being destroyed, whose xenstore home is gone) neither holds the command up nor keeps a lock
+/// file, and what is printed is what reading after the dump prints. Ordering, not timing: the
+/// held lock is never released while xlsync runs, with a lock timeout of an hour.
+#[test]
+fn reading_ahead_neither_waits_for_nor_leaves_a_lock_of_a_domain_not_listed() {
+    const HELD: &str = "7b0c4d2e-1111-4e8f-9a01-23456789abcd";
+    const FREE: &str = "8c1d5e3f-2222-4e8f-9a01-23456789abcd";
+    let spike = ScenarioDir::spike("a-agree");
+    let libxl = Libxl::new(&spike.scenario.host.domain(1).unwrap().uuid);
+    libxl.store(&std::fs::read(spike.json_file(1).unwrap()).unwrap());
+    let domains_txt = libxl.dir.path().join("domains.txt");
+    let listed = std::fs::read_to_string(spike.dir.join("domains.txt")).unwrap();
+    std::fs::write(&domains_txt, format!("{listed}domid=7 uuid={HELD} type=pv\ndomid=8 uuid={FREE} type=pv\n"))
+        .unwrap();
+    // libxl is creating domain 7: it holds the lock, and xenstore has no home for it yet.
+    let held_path = libxl.dir.path().join(lock_file_name(7, HELD));
+    let held = File::options().read(true).write(true).create(true).truncate(false).open(&held_path).unwrap();
+    held.lock().unwrap();
+
+    let mut c = xlsync();
+    c.args(["retrieve", "--all", "--policy", "libxl-4.17", "--lock-timeout", "3600", "--xenstore"])
+        .arg(spike.dir.join("xenstore.txt"))
+        .arg("--hypervisor")
+        .arg(&domains_txt)
+        .arg("--userdata-dir")
+        .arg(libxl.dir.path());
+    let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("xlsync is waiting for the lock of domain 7, which the dump does not list");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), text(&std::fs::read(spike.dir.join("out/xl-list-l.json")).unwrap()));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert!(held_path.exists(), "the lock libxl holds is untouched");
+    let locks: Vec<String> = std::fs::read_dir(libxl.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("userdata-l."))
+        .collect();
+    assert_eq!(locks, [lock_file_name(7, HELD)], "xlsync released every lock it took, libxl's way");
+    drop(held);
+}

@@ -60,5 +60,6 @@ pub fn sources(policy: Policy) -> Result<OpenedSources, CliError> {
             origin: DEMO_DIR.to_string(),
             files: USERDATA.iter().map(|(d, _, bytes)| (*d, bytes.to_vec())).collect(),
         },
+        read_ahead: None,
     })
 }

@@ -90,6 +90,85 @@ pub struct OpenedSources {
     pub hypervisor: Option<HypervisorText>,
     pub snapshot: Snapshot,
     pub json: JsonSource,
+    /// Userdata files read while the dump was (see [`ReadAhead`]).
+    pub(super) read_ahead: Option<ReadAhead>,
+}
+
+/// The userdata files of the domains `--hypervisor` lists, read under their locks on a thread
+/// of their own while the dump is read.
+///
+/// Why: libxl's lock protocol creates and removes a file per domain in one directory, and the
+/// kernel serialises those on the directory's lock. Run on every core after the dump, the
+/// threads spun on that lock; on one thread beside the dump parser, the work fills the time
+/// the parser leaves idle (on the 1,000-guest bench host: system time 84 → 71 ms, wall time
+/// 164 → 151 ms, means of 20 interleaved runs).
+///
+/// What a domain gets is what reading it after the dump gives:
+/// * only a dump gets a read-ahead: with a live daemon, libxl's check that the domain still
+///   exists once its lock is held asks the daemon;
+/// * a read is used only under the uuid the domain is staged with (both come from
+///   `--hypervisor`);
+/// * the read-ahead never waits: a lock someone holds is left to the read after the dump,
+///   which waits as long as `--lock-timeout` says, and only for a domain that is listed;
+/// * a failed read is dropped, and made again after the dump, so errors are the same;
+/// * a domain read ahead but not listed (not in the dump, or not selected) is dropped unseen.
+///   Like `xl list -l`, which lists the hypervisor's domains, xlsync took its lock and
+///   released it.
+pub(super) struct ReadAhead {
+    reader: Option<std::thread::JoinHandle<Vec<(u32, String, JsonRead)>>>,
+}
+
+impl ReadAhead {
+    /// Starts reading the files of the selected domains that `listed` names (nothing if it
+    /// does not parse: loading reports that).
+    fn of_listed(
+        listed: &HypervisorText,
+        scheduler: Option<Scheduler>,
+        select: &Selection,
+        dir: &UserdataDir,
+        locking: Locking,
+    ) -> Option<ReadAhead> {
+        let host = HostInfo::parse_domains_txt(&listed.text, scheduler.unwrap_or(Scheduler::Credit2)).ok()?;
+        let selected = |domid: u32| match select.domids.as_slice() {
+            [] => domid != 0,
+            named => named.contains(&domid),
+        };
+        let domains = host.domains.into_values().filter(|d| selected(d.domid)).map(|d| (d.domid, d.uuid)).collect();
+        Some(ReadAhead::start(dir.clone(), locking, domains))
+    }
+
+    fn start(dir: UserdataDir, locking: Locking, domains: Vec<(u32, String)>) -> ReadAhead {
+        let locking = match locking {
+            Locking::Lock(options) => Locking::Lock(LockOptions { timeout: Duration::ZERO, ..options }),
+            Locking::None => Locking::None,
+        };
+        let reader = std::thread::spawn(move || {
+            domains
+                .into_iter()
+                .filter_map(|(domid, uuid)| {
+                    let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok()?;
+                    Some((domid, uuid, read))
+                })
+                .collect()
+        });
+        ReadAhead { reader: Some(reader) }
+    }
+
+    /// Every read made, by domid, once all are done.
+    fn finish(mut self) -> std::collections::HashMap<u32, (String, JsonRead)> {
+        let reads = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        reads.into_iter().flatten().map(|(domid, uuid, read)| (domid, (uuid, read))).collect()
+    }
+}
+
+impl Drop for ReadAhead {
+    /// An error elsewhere still waits for the reads, so that no lock file is left behind by a
+    /// process exiting between creating and removing it.
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
 }
 
 const DUMP_FIX: &str =
@@ -191,9 +270,14 @@ fn live_error(e: live::Error) -> CliError {
 }
 
 impl OpenedSources {
-    /// Reads the command line's sources (files and the daemon connection; the userdata files
-    /// are read per domain later, under their locks).
-    pub fn from_sources(sources: &Sources, stdin: &mut dyn Read) -> Result<OpenedSources, CliError> {
+    /// Reads the command line's sources (files and the daemon connection). The userdata files
+    /// are read per domain under their locks: while the dump is read, for the domains
+    /// `--hypervisor` lists ([`ReadAhead`]), and when loading, for the others.
+    pub fn from_sources(
+        sources: &Sources,
+        select: &Selection,
+        stdin: &mut dyn Read,
+    ) -> Result<OpenedSources, CliError> {
         let hypervisor = match &sources.hypervisor {
             Some(p) => {
                 let bytes = read_input(p, stdin, HYPERVISOR_FIX)?;
@@ -202,6 +286,21 @@ impl OpenedSources {
                 Some(HypervisorText { text, origin: origin_of(p) })
             }
             None => None,
+        };
+        // Decided before the dump is read, so that the userdata files can be read meanwhile;
+        // an error here is still reported after the dump's, as the later input.
+        let json = match (&sources.json, &sources.userdata_dir) {
+            (Some(p), _) => {
+                read_input(p, stdin, JSON_FIX).map(|bytes| JsonSource::File { origin: origin_of(p), bytes })
+            }
+            (None, _) => userdata_dir(sources).map(|(dir, locking)| JsonSource::Dir { dir, locking }),
+        };
+        let scheduler = sources.scheduler.map(|s| s.scheduler());
+        let read_ahead = match (&sources.xenstore, &json, &hypervisor) {
+            (Some(_), Ok(JsonSource::Dir { dir, locking }), Some(listed)) => {
+                ReadAhead::of_listed(listed, scheduler, select, dir, *locking)
+            }
+            _ => None,
         };
         let snapshot = match &sources.xenstore {
             Some(p) => {
@@ -214,20 +313,7 @@ impl OpenedSources {
             }
             None => Snapshot::Live { client: Box::new(Client::connect(Endpoint::from_env()).map_err(live_error)?) },
         };
-        let json = match (&sources.json, &sources.userdata_dir) {
-            (Some(p), _) => JsonSource::File { origin: origin_of(p), bytes: read_input(p, stdin, JSON_FIX)? },
-            (None, _) => {
-                let (dir, locking) = userdata_dir(sources)?;
-                JsonSource::Dir { dir, locking }
-            }
-        };
-        Ok(OpenedSources {
-            policy: sources.policy.policy(),
-            scheduler: sources.scheduler.map(|s| s.scheduler()),
-            hypervisor,
-            snapshot,
-            json,
-        })
+        Ok(OpenedSources { policy: sources.policy.policy(), scheduler, hypervisor, snapshot, json: json?, read_ahead })
     }
 
     /// Resolves the domains and reads every input.
@@ -325,11 +411,19 @@ impl OpenedSources {
                 }
             }
         }
-        // The JSON: on all cores, since each userdata file is read under its own lock, which
-        // costs a file creation and removal, and a host has a thousand of them.
+        // The JSON: on all cores, since each userdata file not read ahead is read under its own
+        // lock, which costs a file creation and removal, and every file is parsed.
         let live_client = std::sync::Mutex::new(live_client);
+        let mut read_ahead = self.read_ahead.map(ReadAhead::finish).unwrap_or_default();
+        let staged_reads: Vec<(&Staged, Option<JsonRead>)> = staged
+            .iter()
+            .map(|s| {
+                let read = read_ahead.remove(&s.domid).filter(|(uuid, _)| *uuid == s.uuid).map(|(_, read)| read);
+                (s, read)
+            })
+            .collect();
         let jsons =
-            super::par::map(staged.iter().collect(), |s: &Staged| json_of(s, &self.json, policy, select, &live_client));
+            super::par::map(staged_reads, |(s, read)| json_of(s, read, &self.json, policy, select, &live_client));
         let mut domains = Vec::with_capacity(staged.len());
         let mut vanished = Vec::new();
         for (Staged { domid, tree, mut notes, .. }, json) in staged.into_iter().zip(jsons) {
@@ -411,6 +505,7 @@ fn stage(
 /// destroyed under its userdata lock, which `xl list -l` does not list.
 fn json_of(
     s: &Staged,
+    read_ahead: Option<JsonRead>,
     json: &JsonSource,
     policy: Policy,
     select: &Selection,
@@ -440,7 +535,10 @@ fn json_of(
                     None => true,
                 }
             };
-            let read = dir.read_json_if_alive(domid, &s.uuid, *locking, &mut alive);
+            let read = match read_ahead {
+                Some(read) => Ok(read),
+                None => dir.read_json_if_alive(domid, &s.uuid, *locking, &mut alive),
+            };
             if let Some(e) = probe_error {
                 return Err(live_error(e));
             }

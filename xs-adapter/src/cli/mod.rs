@@ -148,7 +148,7 @@ fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Pol
             "read at most one of --xenstore, --json, --hypervisor from -",
         ));
     }
-    let opened = OpenedSources::from_sources(sources, env.stdin)?;
+    let opened = OpenedSources::from_sources(sources, select, env.stdin)?;
     let policy = opened.policy;
     Ok((policy, report::reconcile_all(opened.load(select)?)))
 }
