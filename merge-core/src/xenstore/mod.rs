@@ -231,7 +231,10 @@ impl Nodes {
 
     fn get_key_value(&self, path: &str) -> Option<(&Path, &Node)> {
         match self {
-            Nodes::Sorted(v) => v.binary_search_by(|(k, _)| k.as_str().cmp(path)).ok().map(|i| (&v[i].0, &v[i].1)),
+            Nodes::Sorted(v) => {
+                let i = sorted_position(v, path, false);
+                v.get(i).filter(|(k, _)| k.as_str() == path).map(|(k, n)| (k, n))
+            }
             Nodes::Map(m) => m.get_key_value(path),
         }
     }
@@ -241,13 +244,13 @@ impl Nodes {
         match self {
             Nodes::Sorted(v) => {
                 let start = match lower {
-                    Bound::Included(s) => v.partition_point(|(k, _)| k.as_str() < s),
-                    Bound::Excluded(s) => v.partition_point(|(k, _)| k.as_str() <= s),
+                    Bound::Included(s) => sorted_position(v, s, false),
+                    Bound::Excluded(s) => sorted_position(v, s, true),
                     Bound::Unbounded => 0,
                 };
                 let end = match upper {
-                    Bound::Included(s) => v.partition_point(|(k, _)| k.as_str() <= s),
-                    Bound::Excluded(s) => v.partition_point(|(k, _)| k.as_str() < s),
+                    Bound::Included(s) => sorted_position(v, s, true),
+                    Bound::Excluded(s) => sorted_position(v, s, false),
                     Bound::Unbounded => v.len(),
                 };
                 NodesIter::Sorted(v[start..end.max(start)].iter())
@@ -270,6 +273,57 @@ impl Nodes {
             Nodes::Sorted(_) => unreachable!("made a map above"),
         }
     }
+}
+
+/// The index of the first node whose path is not below `key` (with `past_equal`, not at or
+/// below it), in strictly increasing paths.
+///
+/// A binary search that skips what every probe is known to share with `key`: the paths between
+/// two bounds share the prefix both bounds share with `key`, so each probe compares only the
+/// bytes after it. A host's paths share long prefixes (`/local/domain/0/backend/vif/17/0/…`),
+/// which a plain comparison reads again at every probe.
+fn sorted_position(nodes: &[(Path, Node)], key: &str, past_equal: bool) -> usize {
+    let key = key.as_bytes();
+    let (mut low, mut high) = (0, nodes.len());
+    // What `key` shares with the path just below `low`, and with the path at `high`.
+    let (mut shared_low, mut shared_high) = (0, 0);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let probe = nodes[middle].0.as_str().as_bytes();
+        let known = shared_low.min(shared_high);
+        let shared = known + common_prefix(&probe[known..], &key[known..]);
+        let below = match (probe.get(shared), key.get(shared)) {
+            (Some(p), Some(k)) => p < k,
+            // The probe is a prefix of the key (or equal to it).
+            (None, Some(_)) => true,
+            (None, None) => past_equal,
+            (Some(_), None) => false,
+        };
+        if below {
+            (low, shared_low) = (middle + 1, shared);
+        } else {
+            (high, shared_high) = (middle, shared);
+        }
+    }
+    low
+}
+
+/// How many leading bytes `a` and `b` share, eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let len = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= len {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < len && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// An iterator over some of a tree's nodes, in path order.
@@ -558,6 +612,39 @@ mod tests {
 
     fn tree(paths: &[&str]) -> Tree {
         paths.iter().map(|s| (p(s), Node::new(s.as_bytes().to_vec()))).collect()
+    }
+
+    /// Every text of up to `len` bytes over `alphabet`, after each of `prefixes`.
+    fn texts(prefixes: &[&str], alphabet: &[u8], len: usize) -> Vec<String> {
+        let mut out: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        let mut last = out.clone();
+        for _ in 0..len {
+            last = last.iter().flat_map(|t| alphabet.iter().map(move |&c| format!("{t}{}", c as char))).collect();
+            out.extend(last.iter().cloned());
+        }
+        out
+    }
+
+    #[test]
+    fn the_prefix_skipping_search_finds_what_a_plain_one_finds() {
+        // Short paths, and paths behind a prefix longer than one 8-byte step, so that both the
+        // byte and the word comparisons meet every order: shorter, longer, equal, `/` and `-`.
+        let prefixes = ["/", "/local/domain/0/backend/vif/1"];
+        let mut paths: Vec<String> =
+            texts(&prefixes, b"a0/-", 4).into_iter().filter(|t| Path::new(t).is_ok()).collect();
+        paths.sort();
+        paths.dedup();
+        let keys = texts(&prefixes, b"a0/-~", 4);
+        for (step, offset) in [(1, 0), (2, 1), (3, 0), (7, 3), (31, 5)] {
+            let nodes: Vec<(Path, Node)> =
+                paths.iter().skip(offset).step_by(step).map(|t| (p(t), Node::new(Vec::new()))).collect();
+            for key in keys.iter().map(String::as_str).chain(["", "/local/domain/0/backend/vif/1a0a0a0a0a0"]) {
+                let plain = nodes.partition_point(|(k, _)| k.as_str() < key);
+                assert_eq!(sorted_position(&nodes, key, false), plain, "{key:?} among {} paths", nodes.len());
+                let plain = nodes.partition_point(|(k, _)| k.as_str() <= key);
+                assert_eq!(sorted_position(&nodes, key, true), plain, "{key:?} (past equal)");
+            }
+        }
     }
 
     #[test]
