@@ -41,7 +41,9 @@ pub enum Action {
     FinishUnplug { backend: String, record: Option<String>, frontend: Option<String>, force: bool },
     /// Remove one function from a PCI backend (`libxl__device_pci_remove_xenstore`).
     RemovePciFunction { backend: String, index: i32 },
-    /// Remove leftover nodes (a Closed backend, a record or a backend with no device).
+    /// Remove leftover nodes (a Closed backend, a record or a backend with no device), or a
+    /// backend value libxl's reader rejects that nothing says how to restore (and its copy in
+    /// the record).
     ReapNodes { paths: Vec<String> },
     /// Remove a frontend no backend serves.
     RemoveStaleFrontend { path: String },

@@ -170,6 +170,16 @@ fn samples() -> Vec<(Generated, GuestSpec, DeviceSpec)> {
     found
 }
 
+/// The output's entries of `array` with this devid.
+fn with_devid(out: &Outcome, array: DeviceArray, devid: i64) -> Vec<serde_json::Value> {
+    let cfg = out.config.as_ref().expect("a configuration");
+    cfg.devices(array)
+        .iter()
+        .filter(|e| e.get("devid").and_then(serde_json::Value::as_i64) == Some(devid))
+        .cloned()
+        .collect()
+}
+
 fn json_of(g: &Generated, domid: u32) -> DomainConfig {
     g.configs[&domid].clone().expect("a clean host has userdata")
 }
@@ -273,4 +283,81 @@ fn a_malformed_record_affects_only_its_device() {
         }
     }
     assert_eq!(covered.len(), 2, "covered only {covered:?}");
+}
+
+/// Row "J no | toolstack-owned backend" when libxl's reader rejects one of the backend's
+/// values: a vtpm whose backend `uuid` is not a uuid, with no JSON entry. libxl 4.17 fails to
+/// list every vtpm of the domain; no-loss still recovers the device, without that value, says
+/// which node it left out, and plans its removal (from the backend and from the rewritten
+/// record), after which the replicas agree.
+#[test]
+fn a_live_device_is_recovered_without_a_backend_value_libxl_rejects() {
+    let samples = samples();
+    let (g, guest, dev) = samples.iter().find(|(_, _, d)| d.kind() == Kind::Vtpm).expect("a generated vtpm");
+    let paths = device_paths(guest, dev).unwrap();
+    let uuid_node = format!("{}/uuid", backend(&paths));
+    let value = device_json(dev).unwrap();
+    let mut tree = g.scenario.tree.clone();
+    set(&mut tree, &uuid_node, "not-a-uuid");
+    let mut base = json_of(g, guest.domid);
+    drop_entry(&mut base, &Entry { array: DeviceArray::Vtpms, value: value.clone() });
+    let json = JsonReplica::Present(base.clone());
+    let inputs = Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host };
+    let out = reconcile(inputs, Policy::NoLoss);
+
+    let devid = value.get("devid").and_then(serde_json::Value::as_i64).unwrap();
+    let decision = find_decision(&out, &IdentityKey::Devid(devid), "vtpm").expect("a decision for the vtpm");
+    assert_eq!((decision.class, decision.action), (Class::Recovered, Action::Recovered), "{}", decision.reason);
+    assert!(
+        decision.reason.contains(&format!("{uuid_node} is left out and removed: libxl's reader rejects it")),
+        "{}",
+        decision.reason
+    );
+    let recovered = with_devid(&out, DeviceArray::Vtpms, devid);
+    assert_eq!(recovered.len(), 1, "the vtpm is in the output once");
+    assert!(recovered[0].get("uuid").is_none(), "no uuid is made up: {}", recovered[0]);
+    let record_uuid = format!("{}/uuid", paths.record);
+    let reaped = out.plan.steps.iter().any(|s| {
+        matches!(&s.action, merge_core::plan::Action::ReapNodes { paths }
+            if paths.contains(&uuid_node) && paths.contains(&record_uuid))
+    });
+    assert!(reaped, "the plan removes the rejected value and its record copy: {:#?}", out.plan.steps);
+
+    let (json2, tree2) = merge_core::plan::apply(&out.plan, &base, &tree);
+    let again = reconcile(
+        Inputs { domid: guest.domid, json: &JsonReplica::Present(json2), tree: &tree2, host: &g.scenario.host },
+        Policy::NoLoss,
+    );
+    assert!(!again.is_half_baked(), "{:#?}", again.decisions);
+    assert!(again.plan.is_empty(), "{:#?}", again.plan.steps);
+}
+
+/// Row "duplicate identity" when the copies differ: whichever order the JSON holds them in,
+/// the same copy is kept (the one with the most values), and the plan removes the other.
+#[test]
+fn of_two_differing_copies_of_a_device_the_same_one_is_kept_in_any_order() {
+    let samples = samples();
+    let (g, guest, dev) = samples.iter().find(|(_, _, d)| d.kind() == Kind::Nic).expect("a generated nic");
+    let value = device_json(dev).unwrap();
+    let mut richer = value.clone();
+    richer.as_object_mut().unwrap().insert("rate_bytes_per_interval".into(), 1000.into());
+    let base = json_of(g, guest.domid);
+    let mut kept = Vec::new();
+    for copies in [[value.clone(), richer.clone()], [richer.clone(), value.clone()]] {
+        let mut cfg = base.clone();
+        let mut nics: Vec<_> = cfg.devices(DeviceArray::Nics).iter().filter(|e| **e != value).cloned().collect();
+        nics.extend(copies);
+        cfg.set_devices(DeviceArray::Nics, nics);
+        let json = JsonReplica::Present(cfg.clone());
+        let inputs = Inputs { domid: guest.domid, json: &json, tree: &g.scenario.tree, host: &g.scenario.host };
+        let out = reconcile(inputs, Policy::NoLoss);
+        let devid = value.get("devid").and_then(serde_json::Value::as_i64).unwrap();
+        let ours = with_devid(&out, DeviceArray::Nics, devid);
+        assert_eq!(ours, [richer.clone()], "the copy with more values is kept");
+        let (repaired, _) = merge_core::plan::apply(&out.plan, &cfg, &g.scenario.tree);
+        let left = repaired.devices(DeviceArray::Nics).iter().filter(|e| **e == value || **e == richer).count();
+        assert_eq!(left, 1, "the plan leaves one copy: {:#?}", out.plan.steps);
+        kept.push(ours);
+    }
+    assert_eq!(kept[0], kept[1]);
 }

@@ -6,7 +6,7 @@
 //! and the guest's frontend. It also knows whom to trust: a node the guest can write (its own
 //! subtree, or anything its permissions let it write) never decides that a device exists.
 
-use super::libxl_list::{parse_record_trusted, pci_devices_at, XsDevice};
+use super::libxl_list::{parse_record_trusted, parse_record_trusted_or_where, pci_devices_at, XsDevice};
 use super::xs::XsView;
 use crate::rules::{DeviceKind, IdentityKey, IdentityRule, KindRule};
 use crate::xenstore::{Node, Path, Tree};
@@ -202,9 +202,20 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     out
 }
 
+/// A device rebuilt from its backend ([`record_from_backend`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebuilt {
+    pub device: XsDevice,
+    /// The nodes left out because libxl's reader rejects their values (a vtpm's malformed
+    /// `uuid`): each backend node, and why. libxl cannot list the kind while they stay.
+    pub rejected: Vec<(String, String)>,
+}
+
 /// Rebuilds a record from a backend directory when libxl's record is missing or malformed:
-/// the backend holds the same keys libxl copies into its record.
-pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &DeviceEvidence) -> Option<XsDevice> {
+/// the backend holds the same keys libxl copies into its record. A backend value libxl's
+/// reader rejects is left out and the rest read again, so that one bad value does not lose a
+/// live device; the value is named in [`Rebuilt::rejected`].
+pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &DeviceEvidence) -> Option<Rebuilt> {
     let be = ev.trusted_backend()?;
     let fake = format!("/libxl/{guest}/device/{}/{}", rule.xs_kind, ev.devid);
     let mut tree = xs.tree.clone();
@@ -221,10 +232,30 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
     if let Some(f) = &ev.frontend {
         tree.insert(fake_path.join("frontend").ok()?, Node::new(f.path.as_bytes().to_vec()));
     }
-    let view = XsView::new(&tree);
-    let mut dev = parse_record_trusted(&view, rule, &fake, ev.devid as i32).ok()?;
-    dev.record_path = be.path.clone();
-    Some(dev)
+    let mut rejected = Vec::new();
+    loop {
+        match parse_record_trusted_or_where(&XsView::new(&tree), rule, &fake, ev.devid as i32) {
+            Ok(mut device) => {
+                device.record_path = be.path.clone();
+                return Some(Rebuilt { device, rejected });
+            }
+            Err((at, reason)) => {
+                // Only a value the backend holds (read there, or from its copy in the record
+                // built here) is left out; each pass removes a node, so this ends.
+                let in_backend = |p: &str, dir: &str| p.strip_prefix(dir).is_some_and(|rel| rel.starts_with('/'));
+                let backend_node = if in_backend(&at, &fake) {
+                    format!("{}{}", be.path, &at[fake.len()..])
+                } else if in_backend(&at, &be.path) {
+                    at.clone()
+                } else {
+                    return None;
+                };
+                let node = Path::new(&at).ok().filter(|p| tree.get(p).is_some())?;
+                tree.remove(&node);
+                rejected.push((backend_node, reason));
+            }
+        }
+    }
 }
 
 /// One PCI function found in a pci backend.

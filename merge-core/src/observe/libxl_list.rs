@@ -307,8 +307,18 @@ pub fn parse_record(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Re
 /// [`parse_record`] without the nodes libxl reads from the guest's frontend (vsnd's names
 /// and parameters): what the toolstack alone vouches for.
 pub fn parse_record_trusted(xs: &XsView<'_>, rule: &KindRule, path: &str, nr: i32) -> Result<XsDevice, String> {
+    parse_record_trusted_or_where(xs, rule, path, nr).map_err(|(at, reason)| format!("{reason} (at {at})"))
+}
+
+/// [`parse_record_trusted`], failing with the node libxl's reader stopped at and why.
+pub fn parse_record_trusted_or_where(
+    xs: &XsView<'_>,
+    rule: &KindRule,
+    path: &str,
+    nr: i32,
+) -> Result<XsDevice, (String, String)> {
     let mut ctx = Ctx { xs, logs: Vec::new(), buf: String::new(), local: None, trusted_only: true };
-    record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| format!("{} (at {})", f.reason, f.path))
+    record_from_xenstore(&mut ctx, rule, path, nr).map_err(|f| (f.path, f.reason))
 }
 
 fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32) -> R<XsDevice> {

@@ -13,7 +13,7 @@ use crate::cparse;
 use crate::decision::{Action, Class, Decision, Evidence, Provenance, Subject};
 use crate::hypervisor::{GuestType, HypervisorDomain, RunState, Scheduler};
 use crate::observe::evidence::{
-    device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence,
+    device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence, Rebuilt,
 };
 use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
@@ -487,30 +487,15 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     let entries = cfg.devices(array).to_vec();
     let libxl_unlisted = if entries.is_empty() { None } else { libxl_cannot_list(run, rule) };
     let mut used = vec![false; evidence.len()];
-    let mut seen_keys: Vec<IdentityKey> = Vec::new();
+    let keeper = kept_of_identity(&entries, |i| json_identity(rule, &entries[i], i));
     let mut kept = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
+    for (i, entry) in entries.iter().cloned().enumerate() {
         let key = json_identity(rule, &entry, i);
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
-        if seen_keys.contains(&key) {
-            run.decisions.push(
-                Decision::new(
-                    subject,
-                    "noloss.device.duplicate-identity",
-                    Class::JsonOnly,
-                    Action::Dropped,
-                    format!("a second JSON entry with {key}: the first is kept"),
-                )
-                .with_json(Some(entry)),
-            );
-            run.steps.push(Step {
-                subject: Subject::Device { kind: rule.kind, key },
-                action: Step_::DedupJsonEntries { array, only: None },
-                because: "noloss.device.duplicate-identity",
-            });
+        if keeper[i] != i {
+            drop_duplicate(run, rule, array, key, entry, &entries[keeper[i]]);
             continue;
         }
-        seen_keys.push(key.clone());
         // By directory number; else (a disk whose vdev names no devid, e.g. an empty `dev`
         // copied from a damaged record) by the identity an unmatched device's record gives, so
         // an entry recovered from that record is recognised on the next pass.
@@ -617,7 +602,8 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             }
         }
         if rule.kind == DeviceKind::Disk {
-            if let Some(dev) = ev.good_record().cloned().or_else(|| record_from_backend(&run.xs, rule, run.domid, ev)) {
+            let rebuilt = || record_from_backend(&run.xs, rule, run.domid, ev).map(|r| r.device);
+            if let Some(dev) = ev.good_record().cloned().or_else(rebuilt) {
                 if dev.is_empty_drive() {
                     if let Some(obj) = entry.as_object_mut() {
                         set_in_order(obj, "device_disk", "pdev_path", Value::from(""));
@@ -796,8 +782,11 @@ fn xenstore_only(
     }
     match ev.trusted_backend().filter(|b| b.domain_alive) {
         Some(b) if !b.closed() => {
-            let dev = record.clone().or_else(|| record_from_backend(&run.xs, rule, run.domid, ev));
-            let Some(dev) = dev else {
+            let rebuilt = match &record {
+                Some(dev) => Some(Rebuilt { device: dev.clone(), rejected: Vec::new() }),
+                None => record_from_backend(&run.xs, rule, run.domid, ev),
+            };
+            let Some(Rebuilt { device: dev, rejected }) = rebuilt else {
                 run.decisions.push(
                     Decision::new(
                         subject,
@@ -828,33 +817,46 @@ fn xenstore_only(
             let entry = entry_from_fields(rule, &fields);
             let unknown: Vec<&str> = rule.unrecoverable.iter().copied().filter(|f| !fields.contains_key(*f)).collect();
             let (class, why) = lifecycle(b);
-            let mut d = Decision::new(
-                subject,
-                "noloss.device.recovered",
-                Class::Recovered,
-                Action::Recovered,
-                format!(
-                    "a live toolstack-owned device missing from the JSON ({why}); rebuilt from {}; unknown: {}",
-                    if record.is_some() { "libxl's record" } else { "its backend (no usable libxl record)" },
-                    if unknown.is_empty() { "nothing".to_string() } else { unknown.join(", ") }
-                ),
-            )
-            .with_json(None)
-            .with_evidence(evidence_of(ev));
+            let mut reason = format!(
+                "a live toolstack-owned device missing from the JSON ({why}); rebuilt from {}; unknown: {}",
+                if record.is_some() { "libxl's record" } else { "its backend (no usable libxl record)" },
+                if unknown.is_empty() { "nothing".to_string() } else { unknown.join(", ") }
+            );
+            for (node, why) in &rejected {
+                reason.push_str(&format!(
+                    "; {node} is left out and removed: libxl's reader rejects it ({why}), and nothing says what it should be"
+                ));
+            }
+            let mut d = Decision::new(subject, "noloss.device.recovered", Class::Recovered, Action::Recovered, reason)
+                .with_json(None)
+                .with_evidence(evidence_of(ev));
             for k in fields.keys() {
                 d = d.with_provenance(k.clone(), Provenance::Xenstore(dev.record_path.clone()));
             }
             run.decisions.push(d);
+            let record_path = format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid);
             if record.is_none() {
                 push_step(
                     run,
                     Step_::RewriteRecord {
-                        record: format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid),
+                        record: record_path.clone(),
                         backend: b.path.clone(),
                         frontend: ev.frontend.as_ref().map(|f| f.path.clone()),
                     },
                     "noloss.device.recovered",
                 );
+            }
+            if !rejected.is_empty() {
+                // The rejected values go from the backend and from the record's copy of it
+                // (rewritten first), so that libxl can list the kind again.
+                let paths = rejected
+                    .iter()
+                    .flat_map(|(node, _)| {
+                        let copy = node.strip_prefix(b.path.as_str()).map(|rel| format!("{record_path}{rel}"));
+                        std::iter::once(node.clone()).chain(copy)
+                    })
+                    .collect();
+                push_step(run, Step_::ReapNodes { paths }, "noloss.device.recovered");
             }
             match class {
                 Class::Plugging => push_step(
@@ -951,30 +953,15 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
     let found = pci_evidence(&run.xs, run.domid);
     let entries = cfg.devices(array).to_vec();
     let mut used = vec![false; found.len()];
-    let mut seen: Vec<IdentityKey> = Vec::new();
+    let keeper = kept_of_identity(&entries, |i| json_identity(rule, &entries[i], i));
     let mut kept = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
+    for (i, entry) in entries.iter().cloned().enumerate() {
         let key = json_identity(rule, &entry, i);
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
-        if seen.contains(&key) {
-            run.decisions.push(
-                Decision::new(
-                    subject,
-                    "noloss.device.duplicate-identity",
-                    Class::JsonOnly,
-                    Action::Dropped,
-                    "a second JSON entry for this PCI address: the first is kept",
-                )
-                .with_json(Some(entry)),
-            );
-            run.steps.push(Step {
-                subject: Subject::Device { kind: rule.kind, key },
-                action: Step_::DedupJsonEntries { array, only: None },
-                because: "noloss.device.duplicate-identity",
-            });
+        if keeper[i] != i {
+            drop_duplicate(run, rule, array, key, entry, &entries[keeper[i]]);
             continue;
         }
-        seen.push(key.clone());
         match found.iter().position(|p| p.device.key == key && p.backend.trusted) {
             Some(j) => {
                 used[j] = true;
@@ -1031,6 +1018,8 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
             }
         }
     }
+    // A function the JSON names is not recovered again, even if its entry went as a duplicate.
+    let mut seen: Vec<IdentityKey> = entries.iter().enumerate().map(|(i, e)| json_identity(rule, e, i)).collect();
     let mut recovered = Vec::new();
     for (p, used) in found.iter().zip(used) {
         if used || !p.backend.trusted || seen.contains(&p.device.key) {
@@ -1072,17 +1061,12 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         entries.is_empty() || matches!(libxl_list(&run.xs, run.domid, rule), Listing::Devices(ref v) if !v.is_empty());
     // A usbdev placed by libxl (no controller or port in the JSON) is identified by its whole
     // entry (its host bus and address); an explicit one by its controller and port.
-    let duplicate_of = |i: usize| -> bool {
+    let keeper = kept_of_identity(&entries, |i| {
         let key = json_identity(rule, &entries[i], i);
-        (0..i).any(|j| {
-            let other = json_identity(rule, &entries[j], j);
-            if key == default_key {
-                other == key && entries[j] == entries[i]
-            } else {
-                other == key
-            }
-        })
-    };
+        let whole = (key == default_key).then_some(&entries[i]);
+        (key, whole)
+    });
+    let duplicate_of = |i: usize| keeper[i] != i;
     // Explicit placements first, so a default-placed entry only takes a port nobody named.
     let mut used = vec![false; ports.len()];
     let mut verdict: Vec<Option<usize>> = vec![None; entries.len()];
@@ -1106,21 +1090,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         let only = (key == default_key).then(|| entry.clone());
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if duplicate_of(i) {
-            run.decisions.push(
-                Decision::new(
-                    subject,
-                    "noloss.device.duplicate-identity",
-                    Class::JsonOnly,
-                    Action::Dropped,
-                    "a second identical JSON entry: the first is kept",
-                )
-                .with_json(Some(entry.clone())),
-            );
-            run.steps.push(Step {
-                subject: Subject::Device { kind: rule.kind, key },
-                action: Step_::DedupJsonEntries { array, only },
-                because: "noloss.device.duplicate-identity",
-            });
+            drop_duplicate(run, rule, array, key, entry.clone(), &entries[keeper[i]]);
             continue;
         }
         match verdict[i] {
@@ -1237,6 +1207,66 @@ fn passthrough_kind(run: &mut Run<'_>, cfg: &DomainConfig, rule: &'static KindRu
 /// Why libxl 4.17 drops a usbdev that no-loss keeps, if it does: the rule id and a clause for
 /// the decision's reason. libxl lists usbdevs only as `(ctrl -1, port 0)` placeholders, one per
 /// usb controller record, and matches JSON entries against them.
+/// For each JSON entry, the entry kept of those sharing its identity (itself when it is the
+/// one): the one that says the most (the most values, nested ones counted), then the least by
+/// its JSON text, then the first. Never just the first: that would make the outcome depend on
+/// the order of the JSON's devices (law 2), when copies of one device differ (a usbdev stored
+/// as `xl usbdev-attach` stores it, and as the config file named it).
+fn kept_of_identity<K: PartialEq>(entries: &[Value], identity: impl Fn(usize) -> K) -> Vec<usize> {
+    fn values_in(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => m.values().map(values_in).sum(),
+            Value::Array(a) => a.iter().map(values_in).sum(),
+            _ => 1,
+        }
+    }
+    let keys: Vec<K> = (0..entries.len()).map(identity).collect();
+    (0..entries.len())
+        .map(|i| {
+            let group: Vec<usize> = (0..entries.len()).filter(|&j| keys[j] == keys[i]).collect();
+            if group.len() == 1 {
+                return i;
+            }
+            let rank = |&j: &usize| (std::cmp::Reverse(values_in(&entries[j])), entries[j].to_string(), j);
+            group.into_iter().min_by_key(rank).expect("the group holds i")
+        })
+        .collect()
+}
+
+/// Drops a JSON entry that another entry of the same identity, `kept`, stands for.
+fn drop_duplicate(
+    run: &mut Run<'_>,
+    rule: &KindRule,
+    array: DeviceArray,
+    key: IdentityKey,
+    entry: Value,
+    kept: &Value,
+) {
+    let (why, action) = if entry == *kept {
+        (
+            format!("a second identical JSON entry with {key}: one is kept"),
+            Step_::DedupJsonEntries { array, only: Some(entry.clone()) },
+        )
+    } else {
+        (
+            format!(
+                "another JSON entry with {key} is kept: of entries sharing an identity, the one with the most values"
+            ),
+            Step_::DropJsonEntry { array, only: Some(entry.clone()) },
+        )
+    };
+    let subject = Subject::Device { kind: rule.kind, key: key.clone() };
+    run.decisions.push(
+        Decision::new(subject, "noloss.device.duplicate-identity", Class::JsonOnly, Action::Dropped, why)
+            .with_json(Some(entry)),
+    );
+    run.steps.push(Step {
+        subject: Subject::Device { kind: rule.kind, key },
+        action,
+        because: "noloss.device.duplicate-identity",
+    });
+}
+
 fn usbdev_libxl_divergence(placed: bool, libxl_has_placeholders: bool) -> Option<(&'static str, &'static str)> {
     if placed {
         Some((
