@@ -99,18 +99,18 @@ fn matches_want(v: &Value, want: Want) -> bool {
 
 /// A C string's view of a JSON string: it ends at the first NUL.
 fn c_str(s: &str) -> &str {
-    s.split('\0').next().unwrap_or("")
+    // Keys and values are short: a plain scan beats setting up a searcher.
+    match s.bytes().position(|b| b == 0) {
+        Some(end) => &s[..end],
+        None => s,
+    }
 }
 
 /// `libxl__json_map_get`: the first key equal (as a C string) to `name`, if its value has the
 /// wanted type. A first match of the wrong type hides later ones.
 fn map_get<'a>(obj: Option<&'a Value>, name: &str, want: Want) -> Option<&'a Value> {
-    first_entry(obj.and_then(Value::as_object), name, want)
-}
-
-/// The value of the first key equal to `name` as a C string, if it has the wanted type.
-fn first_entry<'a>(obj: Option<&'a Object>, name: &str, want: Want) -> Option<&'a Value> {
-    obj?.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v).filter(|v| matches_want(v, want))
+    let obj = obj?.as_object()?;
+    obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v).filter(|v| matches_want(v, want))
 }
 
 /// An object as `libxl__json_map_get` searches it for each field of a struct: per field, the
@@ -145,9 +145,16 @@ impl<'a> Fields<'a> {
         self.by_field[index].filter(|v| matches_want(v, want))
     }
 
-    /// Any other key (a keyed union's `<keyvar>.<member>`).
-    fn get(&self, name: &str, want: Want) -> Option<&'a Value> {
-        first_entry(self.obj, name, want)
+    /// A keyed union member's key, `<keyvar>.<member>`, matched without building it.
+    fn member(&self, union: &UnionDef, member: &str, want: Want) -> Option<&'a Value> {
+        let is_key = |k: &str| {
+            let k = c_str(k);
+            k.len() == union.keyvar.len() + 1 + member.len()
+                && k.starts_with(union.keyvar)
+                && k[union.keyvar.len()..].starts_with('.')
+                && k.ends_with(member)
+        };
+        self.obj?.iter().find(|(k, _)| is_key(k)).map(|(_, v)| v).filter(|v| matches_want(v, want))
     }
 }
 
@@ -160,8 +167,9 @@ fn normalize_struct(
     def: &'static StructDef,
     path: &mut JsonPath,
 ) -> Result<Object, ConfigError> {
+    // libxl's own output emits what it read: the input's size saves the map's regrowth.
+    let mut out = Map::with_capacity(input.map_or(0, Object::len));
     let input = Fields::of(input, def);
-    let mut out = Map::new();
     for (index, field) in def.fields.iter().enumerate() {
         if let FieldType::KeyedUnion(union) = field.ty {
             let (key, value) = normalize_union(&input, union, path)?;
@@ -192,9 +200,8 @@ fn normalize_union(
     let mut discriminator = init;
     let mut member_value = Value::Object(Map::new());
     for (member, member_def) in union.members {
-        let key = union.member_key(member);
-        let Some(raw) = input.get(&key, Want::Map) else { continue };
-        path.push_key(key);
+        let Some(raw) = input.member(union, member, Want::Map) else { continue };
+        path.push_key(union.member_key(member));
         if discriminator != init {
             let e = ConfigError::libxl(
                 path,

@@ -46,15 +46,27 @@ impl FromStr for Uuid {
     }
 }
 
+/// Lowercase hex digits of `bytes`, with `separator` before each byte at the positions
+/// `before` names: one buffer, one write (every configuration prints a uuid, every nic a MAC).
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8], separator: u8, before: impl Fn(usize) -> bool) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 48];
+    let mut len = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if before(i) {
+            out[len] = separator;
+            len += 1;
+        }
+        out[len] = DIGITS[usize::from(byte >> 4)];
+        out[len + 1] = DIGITS[usize::from(byte & 0xf)];
+        len += 2;
+    }
+    f.write_str(std::str::from_utf8(&out[..len]).expect("hex digits are ASCII"))
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, byte) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        write_hex(f, &self.0, b'-', |i| matches!(i, 4 | 6 | 8 | 10))
     }
 }
 
@@ -143,8 +155,7 @@ impl FromStr for Mac {
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write_hex(f, &self.0, b':', |i| i > 0)
     }
 }
 

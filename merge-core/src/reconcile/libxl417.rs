@@ -82,26 +82,40 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
-    reads_home_device(path).unwrap_or_else(|| reads_components(leading_components(path)))
+    // All of `/libxl`, a third of a host's nodes, is read: no need to split those.
+    if path.strip_prefix("/libxl").is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+        return true;
+    }
+    reads_home_node(path).unwrap_or_else(|| reads_components(leading_components(path)))
 }
 
-/// [`reads`] for a home's frontend or backend node (`/local/domain/<domid>/{device,backend}/
-/// <kind>…`), most of a host's nodes, decided from the kind without splitting the path; `None`
-/// for any other path (or an empty component), which [`reads_components`] decides. Of these
-/// libxl reads only vsnd frontends, vtpm and vusb backends, and dom0's pci backends.
-pub fn reads_home_device(path: &str) -> Option<bool> {
-    let rest = path.strip_prefix("/local/domain/")?;
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    let (domid, tail) = (&rest[..digits], rest[digits..].strip_prefix('/')?);
-    if domid.is_empty() {
+/// [`reads`] for a node below a domain's home (`/local/domain/<domid>/<part>…`), most of a
+/// host's nodes, decided from the part (and for `device` and `backend`, the kind) in one scan
+/// of the bytes, without splitting the path. Of frontends and backends libxl reads only vsnd
+/// frontends, vtpm and vusb backends, and dom0's pci backends; of the other parts, the
+/// [`HOME_PARTS_READ`]. `None` for anything else, or an empty component, which
+/// [`reads_components`] decides.
+pub fn reads_home_node(path: &str) -> Option<bool> {
+    let rest = path.strip_prefix("/local/domain/")?.as_bytes();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let tail = rest[digits..].strip_prefix(b"/")?;
+    if digits == 0 {
         return None;
     }
-    let (part, after) = tail.split_once('/')?;
-    let kind = after.split('/').next().filter(|k| !k.is_empty())?;
+    let component = |bytes: &[u8]| -> usize { bytes.iter().position(|&b| b == b'/').unwrap_or(bytes.len()) };
+    let part = &tail[..component(tail)];
+    let kind = || {
+        let after = tail.get(part.len() + 1..)?;
+        Some(&after[..component(after)]).filter(|k| !k.is_empty())
+    };
     match part {
-        "device" => Some(kind == "vsnd"),
-        "backend" => Some(matches!(kind, "vtpm" | "vusb") || kind == "pci" && domid == "0"),
-        _ => None,
+        b"" => None,
+        b"device" => Some(kind()? == b"vsnd"),
+        b"backend" => {
+            let kind = kind()?;
+            Some(matches!(kind, b"vtpm" | b"vusb") || kind == b"pci" && &rest[..digits] == b"0")
+        }
+        _ => Some(HOME_PARTS_READ.iter().any(|p| p.as_bytes() == part)),
     }
 }
 

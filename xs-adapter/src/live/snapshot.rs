@@ -105,12 +105,13 @@ pub enum Scope {
 /// Whether [`Scope::Libxl417`] holds the node at `path`: what libxl 4.17's retrieve reads
 /// ([`merge_core::reconcile::libxl417::reads`]) and each home's `vm`.
 pub fn in_libxl417_scope(path: &str) -> bool {
-    use merge_core::reconcile::libxl417;
-    libxl417::reads_home_device(path).unwrap_or_else(|| {
-        let components = merge_core::xenstore::leading_components(path);
-        libxl417::reads_components(components)
-            || matches!(components, ["local", "domain", d, "vm", "", _] if d.parse::<u32>().is_ok())
-    })
+    // Besides what libxl reads, a domain's `vm` node: it names the domain's uuid where no
+    // --hypervisor does. Most paths do not end so, and are not split for it.
+    let vm_node = || {
+        matches!(merge_core::xenstore::leading_components(path), ["local", "domain", d, "vm", "", _]
+            if d.parse::<u32>().is_ok())
+    };
+    merge_core::reconcile::libxl417::reads(path) || (path.trim_end_matches('/').ends_with("/vm") && vm_node())
 }
 
 /// How a snapshot is made consistent.
@@ -913,22 +914,25 @@ impl Client {
 mod tests {
     /// The shortcut for frontends and backends decides every path as the general rule does.
     #[test]
-    fn the_frontend_and_backend_shortcut_agrees_with_the_general_rule() {
+    fn the_home_node_shortcut_agrees_with_the_general_rule() {
         let general = |path: &str| {
             let components = merge_core::xenstore::leading_components(path);
             merge_core::reconcile::libxl417::reads_components(components)
                 || matches!(components, ["local", "domain", d, "vm", "", _] if d.parse::<u32>().is_ok())
         };
         let mut decided = 0;
+        let reads = |path: &str| {
+            merge_core::reconcile::libxl417::reads_components(merge_core::xenstore::leading_components(path))
+        };
         for home in ["/local/domain/", "/local/domain//", "//local/domain/", "/local/domainx/"] {
             for domid in ["0", "5", "017", "", "x", "5x", "4294967296"] {
-                for part in ["device", "backend", "devices", "name", "vm", ""] {
+                for part in ["device", "backend", "devices", "name", "memory", "console", "vm", "vmx", ""] {
                     for kind in ["vsnd", "vsndx", "vtpm", "vusb", "pci", "vbd", "", "vtpm-1"] {
                         for tail in ["", "/", "/1", "/1/state", "//1", "/1/frontend"] {
                             let path = format!("{home}{domid}/{part}/{kind}{tail}");
-                            if let Some(fast) = merge_core::reconcile::libxl417::reads_home_device(&path) {
+                            if let Some(fast) = merge_core::reconcile::libxl417::reads_home_node(&path) {
                                 decided += 1;
-                                assert_eq!(fast, general(&path), "{path}");
+                                assert_eq!(fast, reads(&path), "{path}");
                             }
                             assert_eq!(super::in_libxl417_scope(&path), general(&path), "{path}");
                         }
