@@ -109,8 +109,12 @@ fn c_str(s: &str) -> &str {
 /// `libxl__json_map_get`: the first key equal (as a C string) to `name`, if its value has the
 /// wanted type. A first match of the wrong type hides later ones.
 fn map_get<'a>(obj: Option<&'a Value>, name: &str, want: Want) -> Option<&'a Value> {
-    let obj = obj?.as_object()?;
-    obj.iter().find(|(k, _)| c_str(k) == name).map(|(_, v)| v).filter(|v| matches_want(v, want))
+    first_value(obj?.as_object()?, |key| key == name, want)
+}
+
+/// The value of the first key that `is_key` accepts as a C string, if it has the wanted type.
+fn first_value(obj: &Object, is_key: impl Fn(&str) -> bool, want: Want) -> Option<&Value> {
+    obj.iter().find(|(k, _)| is_key(c_str(k))).map(|(_, v)| v).filter(|v| matches_want(v, want))
 }
 
 /// An object as `libxl__json_map_get` searches it for each field of a struct: per field, the
@@ -147,14 +151,8 @@ impl<'a> Fields<'a> {
 
     /// A keyed union member's key, `<keyvar>.<member>`, matched without building it.
     fn member(&self, union: &UnionDef, member: &str, want: Want) -> Option<&'a Value> {
-        let is_key = |k: &str| {
-            let k = c_str(k);
-            k.len() == union.keyvar.len() + 1 + member.len()
-                && k.starts_with(union.keyvar)
-                && k[union.keyvar.len()..].starts_with('.')
-                && k.ends_with(member)
-        };
-        self.obj?.iter().find(|(k, _)| is_key(k)).map(|(_, v)| v).filter(|v| matches_want(v, want))
+        let is_key = |key: &str| key.strip_prefix(union.keyvar).and_then(|k| k.strip_prefix('.')) == Some(member);
+        first_value(self.obj?, is_key, want)
     }
 }
 

@@ -242,10 +242,10 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
             Err((at, reason)) => {
                 // Only a value the backend holds (read there, or from its copy in the record
                 // built here) is left out; each pass removes a node, so this ends.
-                let in_backend = |p: &str, dir: &str| p.strip_prefix(dir).is_some_and(|rel| rel.starts_with('/'));
-                let backend_node = if in_backend(&at, &fake) {
+                let below = |p: &str, dir: &str| p.strip_prefix(dir).is_some_and(|rel| rel.starts_with('/'));
+                let backend_node = if below(&at, &fake) {
                     format!("{}{}", be.path, &at[fake.len()..])
-                } else if in_backend(&at, &be.path) {
+                } else if below(&at, &be.path) {
                     at.clone()
                 } else {
                     return None;

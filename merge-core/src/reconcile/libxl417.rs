@@ -95,13 +95,13 @@ pub fn reads(path: &str) -> bool {
 /// frontends, vtpm and vusb backends, and dom0's pci backends; of the other parts, the
 /// [`HOME_PARTS_READ`]. `None` for anything else, or an empty component, which
 /// [`reads_components`] decides.
-pub fn reads_home_node(path: &str) -> Option<bool> {
+fn reads_home_node(path: &str) -> Option<bool> {
     let rest = path.strip_prefix("/local/domain/")?.as_bytes();
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    let tail = rest[digits..].strip_prefix(b"/")?;
     if digits == 0 {
         return None;
     }
+    let tail = rest[digits..].strip_prefix(b"/")?;
     let component = |bytes: &[u8]| -> usize { bytes.iter().position(|&b| b == b'/').unwrap_or(bytes.len()) };
     let part = &tail[..component(tail)];
     let kind = || {
@@ -649,4 +649,21 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
     }
     cfg.set_devices(array, kept);
     Ok(())
+}
+
+#[cfg(all(test, feature = "testkit"))]
+mod tests {
+    /// The home-node shortcut decides every path it decides as the general rule does.
+    #[test]
+    fn the_home_node_shortcut_agrees_with_the_general_rule() {
+        let general = |path: &str| super::reads_components(crate::xenstore::leading_components(path));
+        let mut decided = 0;
+        for path in crate::testkit::odd_home_paths() {
+            if let Some(fast) = super::reads_home_node(&path) {
+                decided += 1;
+                assert_eq!(fast, general(&path), "{path}");
+            }
+        }
+        assert!(decided > 300, "the shortcut decided {decided} paths");
+    }
 }

@@ -487,10 +487,11 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
     let entries = cfg.devices(array).to_vec();
     let libxl_unlisted = if entries.is_empty() { None } else { libxl_cannot_list(run, rule) };
     let mut used = vec![false; evidence.len()];
-    let keeper = kept_of_identity(&entries, |i| json_identity(rule, &entries[i], i));
+    let keys: Vec<IdentityKey> = entries.iter().enumerate().map(|(i, e)| json_identity(rule, e, i)).collect();
+    let keeper = kept_of_identity(&entries, &keys);
     let mut kept = Vec::new();
     for (i, entry) in entries.iter().cloned().enumerate() {
-        let key = json_identity(rule, &entry, i);
+        let key = keys[i].clone();
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if keeper[i] != i {
             drop_duplicate(run, rule, array, key, entry, &entries[keeper[i]]);
@@ -953,10 +954,11 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
     let found = pci_evidence(&run.xs, run.domid);
     let entries = cfg.devices(array).to_vec();
     let mut used = vec![false; found.len()];
-    let keeper = kept_of_identity(&entries, |i| json_identity(rule, &entries[i], i));
+    let keys: Vec<IdentityKey> = entries.iter().enumerate().map(|(i, e)| json_identity(rule, e, i)).collect();
+    let keeper = kept_of_identity(&entries, &keys);
     let mut kept = Vec::new();
     for (i, entry) in entries.iter().cloned().enumerate() {
-        let key = json_identity(rule, &entry, i);
+        let key = keys[i].clone();
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if keeper[i] != i {
             drop_duplicate(run, rule, array, key, entry, &entries[keeper[i]]);
@@ -1019,7 +1021,7 @@ fn pci_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule) 
         }
     }
     // A function the JSON names is not recovered again, even if its entry went as a duplicate.
-    let mut seen: Vec<IdentityKey> = entries.iter().enumerate().map(|(i, e)| json_identity(rule, e, i)).collect();
+    let mut seen = keys;
     let mut recovered = Vec::new();
     for (p, used) in found.iter().zip(used) {
         if used || !p.backend.trusted || seen.contains(&p.device.key) {
@@ -1061,19 +1063,24 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
         entries.is_empty() || matches!(libxl_list(&run.xs, run.domid, rule), Listing::Devices(ref v) if !v.is_empty());
     // A usbdev placed by libxl (no controller or port in the JSON) is identified by its whole
     // entry (its host bus and address); an explicit one by its controller and port.
-    let keeper = kept_of_identity(&entries, |i| {
-        let key = json_identity(rule, &entries[i], i);
-        let whole = (key == default_key).then_some(&entries[i]);
-        (key, whole)
-    });
+    let identities: Vec<(IdentityKey, Option<&Value>)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let key = json_identity(rule, e, i);
+            let whole = (key == default_key).then_some(e);
+            (key, whole)
+        })
+        .collect();
+    let keeper = kept_of_identity(&entries, &identities);
     let duplicate_of = |i: usize| keeper[i] != i;
     // Explicit placements first, so a default-placed entry only takes a port nobody named.
     let mut used = vec![false; ports.len()];
     let mut verdict: Vec<Option<usize>> = vec![None; entries.len()];
     let mut order: Vec<usize> = (0..entries.len()).filter(|i| !duplicate_of(*i)).collect();
-    order.sort_by_key(|i| json_identity(rule, &entries[*i], *i) == default_key);
+    order.sort_by_key(|&i| identities[i].0 == default_key);
     for &i in &order {
-        let IdentityKey::CtrlPort { ctrl, port } = json_identity(rule, &entries[i], i) else { continue };
+        let IdentityKey::CtrlPort { ctrl, port } = identities[i].0 else { continue };
         let pick = if ctrl == -1 {
             (0..ports.len()).find(|j| !used[*j])
         } else {
@@ -1086,7 +1093,7 @@ fn usbdev_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRul
     }
     let mut kept = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let key = json_identity(rule, entry, i);
+        let key = identities[i].0.clone();
         let only = (key == default_key).then(|| entry.clone());
         let subject = Subject::Device { kind: rule.kind, key: key.clone() };
         if duplicate_of(i) {
@@ -1204,15 +1211,12 @@ fn passthrough_kind(run: &mut Run<'_>, cfg: &DomainConfig, rule: &'static KindRu
     }
 }
 
-/// Why libxl 4.17 drops a usbdev that no-loss keeps, if it does: the rule id and a clause for
-/// the decision's reason. libxl lists usbdevs only as `(ctrl -1, port 0)` placeholders, one per
-/// usb controller record, and matches JSON entries against them.
-/// For each JSON entry, the entry kept of those sharing its identity (itself when it is the
-/// one): the one that says the most (the most values, nested ones counted), then the least by
+/// For each JSON entry, the entry kept of those sharing its identity (`keys`, one per entry;
+/// itself when it is the one): the one that says the most (the most values, nested ones counted), then the least by
 /// its JSON text, then the first. Never just the first: that would make the outcome depend on
 /// the order of the JSON's devices (law 2), when copies of one device differ (a usbdev stored
 /// as `xl usbdev-attach` stores it, and as the config file named it).
-fn kept_of_identity<K: PartialEq>(entries: &[Value], identity: impl Fn(usize) -> K) -> Vec<usize> {
+fn kept_of_identity<K: PartialEq>(entries: &[Value], keys: &[K]) -> Vec<usize> {
     fn values_in(v: &Value) -> usize {
         match v {
             Value::Object(m) => m.values().map(values_in).sum(),
@@ -1220,7 +1224,6 @@ fn kept_of_identity<K: PartialEq>(entries: &[Value], identity: impl Fn(usize) ->
             _ => 1,
         }
     }
-    let keys: Vec<K> = (0..entries.len()).map(identity).collect();
     (0..entries.len())
         .map(|i| {
             let group: Vec<usize> = (0..entries.len()).filter(|&j| keys[j] == keys[i]).collect();
@@ -1267,6 +1270,9 @@ fn drop_duplicate(
     });
 }
 
+/// Why libxl 4.17 drops a usbdev that no-loss keeps, if it does: the rule id and a clause for
+/// the decision's reason. libxl lists usbdevs only as `(ctrl -1, port 0)` placeholders, one per
+/// usb controller record, and matches JSON entries against them.
 fn usbdev_libxl_divergence(placed: bool, libxl_has_placeholders: bool) -> Option<(&'static str, &'static str)> {
     if placed {
         Some((

@@ -65,6 +65,26 @@ use crate::hypervisor::{HostInfo, Scheduler};
 use crate::xenstore::Tree;
 use std::collections::BTreeMap;
 
+/// Paths near a domain's home, odd and ordinary: every combination of a home prefix (doubled
+/// or misspelt slashes), a domid (empty, not a number, too large), a part, a device kind and a
+/// tail. Shortcuts that place a path in or out of libxl's reads without splitting it are
+/// checked on these against the rule that splits it.
+pub fn odd_home_paths() -> Vec<String> {
+    let mut out = Vec::new();
+    for home in ["/local/domain/", "/local/domain//", "//local/domain/", "/local/domainx/"] {
+        for domid in ["0", "5", "017", "", "x", "5x", "4294967296"] {
+            for part in ["device", "backend", "devices", "name", "memory", "console", "vm", "vmx", ""] {
+                for kind in ["vsnd", "vsndx", "vtpm", "vusb", "pci", "vbd", "", "vtpm-1"] {
+                    for tail in ["", "/", "/1", "/1/state", "//1", "/1/frontend"] {
+                        out.push(format!("{home}{domid}/{part}/{kind}{tail}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The complete input of one retrieve: hypervisor answers, xenstore, userdata files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {

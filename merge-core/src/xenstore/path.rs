@@ -191,13 +191,13 @@ fn validate(s: &str) -> Result<(), PathError> {
     let mut prev_slash = false;
     for (offset, &b) in bytes.iter().enumerate() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'@' | b'-' => prev_slash = false,
             b'/' => {
                 if prev_slash {
                     return Err(PathError::EmptyComponent { offset });
                 }
                 prev_slash = true;
             }
+            _ if PATH_BYTE[usize::from(b)] => prev_slash = false,
             _ => {
                 let ch = s[offset..].chars().next().unwrap_or('\u{fffd}');
                 return Err(PathError::BadChar { ch, offset });

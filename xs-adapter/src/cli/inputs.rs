@@ -119,35 +119,32 @@ pub(super) struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// Starts reading the files of the selected domains that `listed` names (nothing if it
-    /// does not parse: loading reports that).
+    /// Starts reading the files of the selected domains that `listed` names. The list is parsed
+    /// on the reader's thread, off the dump's way (loading parses it again, and reports it if it
+    /// does not parse; then nothing is read ahead).
     fn of_listed(
         listed: &HypervisorText,
         scheduler: Option<Scheduler>,
         select: &Selection,
         dir: &UserdataDir,
         locking: Locking,
-    ) -> Option<ReadAhead> {
-        let host = HostInfo::parse_domains_txt(&listed.text, scheduler.unwrap_or(Scheduler::Credit2)).ok()?;
-        let selected = |domid: u32| match select.domids.as_slice() {
-            [] => domid != 0,
-            named => named.contains(&domid),
-        };
-        let domains = host.domains.into_values().filter(|d| selected(d.domid)).map(|d| (d.domid, d.uuid)).collect();
-        Some(ReadAhead::start(dir.clone(), locking, domains))
-    }
-
-    fn start(dir: UserdataDir, locking: Locking, domains: Vec<(u32, String)>) -> ReadAhead {
+    ) -> ReadAhead {
+        let (text, named, dir) = (listed.text.clone(), select.domids.clone(), dir.clone());
         let locking = match locking {
             Locking::Lock(options) => Locking::Lock(LockOptions { timeout: Duration::ZERO, ..options }),
             Locking::None => Locking::None,
         };
         let reader = std::thread::spawn(move || {
-            domains
-                .into_iter()
-                .filter_map(|(domid, uuid)| {
-                    let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok()?;
-                    Some((domid, uuid, read))
+            let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
+                return Vec::new();
+            };
+            let selected = |domid: u32| if named.is_empty() { domid != 0 } else { named.contains(&domid) };
+            host.domains
+                .into_values()
+                .filter(|d| selected(d.domid))
+                .filter_map(|d| {
+                    let read = dir.read_json_if_alive(d.domid, &d.uuid, locking, &mut || true).ok()?;
+                    Some((d.domid, d.uuid, read))
                 })
                 .collect()
         });
@@ -298,7 +295,7 @@ impl OpenedSources {
         let scheduler = sources.scheduler.map(|s| s.scheduler());
         let read_ahead = match (&sources.xenstore, &json, &hypervisor) {
             (Some(_), Ok(JsonSource::Dir { dir, locking }), Some(listed)) => {
-                ReadAhead::of_listed(listed, scheduler, select, dir, *locking)
+                Some(ReadAhead::of_listed(listed, scheduler, select, dir, *locking))
             }
             _ => None,
         };
