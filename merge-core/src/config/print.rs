@@ -47,31 +47,39 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
     }
 }
 
-/// `xl list -l`'s output: `[{"domid": D, "config": {...}}, ...]` in libxl's layout, followed by
-/// the newline yajl's buffer ends in and the one xl's `printf("%s\n")` adds. Printed around each
-/// config in place, so a host's configs are not copied into one document first.
-pub fn to_xl_list_string(domains: &[(u32, &serde_json::Map<String, Value>)]) -> String {
-    let mut out = String::with_capacity(4096 * domains.len().max(1));
+/// One element of `xl list -l`'s array, `{"domid": D, "config": {...}}`, indented as the array
+/// holds it, without the separator after it: the elements of a host can be printed apart (on
+/// several threads) and joined by [`join_xl_list`].
+pub fn xl_list_entry(domid: u32, config: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::with_capacity(4096);
+    indent(&mut out, 1);
+    out.push_str("{\n");
+    indent(&mut out, 2);
+    write_string(&mut out, "domid");
+    out.push_str(": ");
+    out.push_str(&domid.to_string());
+    out.push_str(",\n");
+    indent(&mut out, 2);
+    write_string(&mut out, "config");
+    out.push_str(": ");
+    write_object(&mut out, config, 2);
+    out.push('\n');
+    indent(&mut out, 1);
+    out.push('}');
+    out
+}
+
+/// `xl list -l`'s output from its elements, each printed by [`xl_list_entry`]: `[`, the
+/// elements, `]`, then the newline yajl's buffer ends in and the one xl's `printf("%s\n")` adds.
+pub fn join_xl_list(entries: &[String]) -> String {
+    let mut out = String::with_capacity(entries.iter().map(|e| e.len() + 2).sum::<usize>() + 8);
     out.push_str("[\n");
-    if domains.is_empty() {
+    if entries.is_empty() {
         out.push('\n');
     }
-    for (i, (domid, config)) in domains.iter().enumerate() {
-        indent(&mut out, 1);
-        out.push_str("{\n");
-        indent(&mut out, 2);
-        write_string(&mut out, "domid");
-        out.push_str(": ");
-        out.push_str(&domid.to_string());
-        out.push_str(",\n");
-        indent(&mut out, 2);
-        write_string(&mut out, "config");
-        out.push_str(": ");
-        write_object(&mut out, config, 2);
-        out.push('\n');
-        indent(&mut out, 1);
-        out.push('}');
-        if i + 1 < domains.len() {
+    for (i, entry) in entries.iter().enumerate() {
+        out.push_str(entry);
+        if i + 1 < entries.len() {
             out.push(',');
         }
         out.push('\n');

@@ -141,8 +141,7 @@ pub fn pointers_outside(tree: &crate::xenstore::Tree) -> Vec<String> {
     // Every pointer libxl follows lives in a `/libxl` record: one range scan.
     for (path, node) in tree.subtree(&crate::xenstore::Path::new("/libxl").expect("a valid path")) {
         // Most records' nodes are neither: skip them without splitting the path.
-        let name = path.as_str().rsplit('/').next().unwrap_or("");
-        if name != "backend" && name != "frontend" {
+        if !path.as_str().ends_with("/backend") && !path.as_str().ends_with("/frontend") {
             continue;
         }
         let followed = matches!(

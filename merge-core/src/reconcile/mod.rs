@@ -182,9 +182,15 @@ pub fn reconcile(inputs: Inputs<'_>, policy: Policy) -> Outcome {
 /// domain whose retrieve succeeded, in the given order, printed in libxl's layout, followed by
 /// the extra newline xl adds.
 pub fn xl_list_json<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> String {
-    let listed: Vec<(u32, &serde_json::Map<String, serde_json::Value>)> =
-        outcomes.into_iter().filter_map(|o| o.config.as_ref().ok().map(|c| (o.domid, c.as_object()))).collect();
-    crate::config::print::to_xl_list_string(&listed)
+    let entries: Vec<String> = outcomes.into_iter().filter_map(xl_list_entry).collect();
+    crate::config::print::join_xl_list(&entries)
+}
+
+/// A domain's element of [`xl_list_json`]'s array (none without a configuration), to print
+/// the domains of a host apart and join them with [`crate::config::print::join_xl_list`].
+pub fn xl_list_entry(outcome: &Outcome) -> Option<String> {
+    let config = outcome.config.as_ref().ok()?;
+    Some(crate::config::print::xl_list_entry(outcome.domid, config.as_object()))
 }
 
 #[cfg(test)]

@@ -259,6 +259,21 @@ impl Nodes {
         }
     }
 
+    /// The first node at or past `lower`: one search where a range takes two.
+    fn first_from(&self, lower: Bound<&str>) -> Option<(&Path, &Node)> {
+        match self {
+            Nodes::Sorted(v) => {
+                let start = match lower {
+                    Bound::Included(s) => sorted_position(v, s, false),
+                    Bound::Excluded(s) => sorted_position(v, s, true),
+                    Bound::Unbounded => 0,
+                };
+                v.get(start).map(|(k, n)| (k, n))
+            }
+            Nodes::Map(m) => m.range::<_, str>((lower, Bound::Unbounded)).next(),
+        }
+    }
+
     /// The map to change, made from the array on the first change.
     fn map_mut(&mut self) -> &mut OrdMap<Path, Node> {
         if let Nodes::Sorted(v) = self {
@@ -449,8 +464,7 @@ impl Tree {
 
     pub fn has_descendants(&self, path: &Path) -> bool {
         let start = path.subtree_start();
-        let end = path.subtree_end();
-        self.range_str(&start, &end).next().is_some()
+        self.nodes.first_from(Bound::Included(&start)).is_some_and(|(k, _)| k.as_str().starts_with(start.as_str()))
     }
 
     /// Removes `path` and everything below it.
@@ -474,10 +488,6 @@ impl Tree {
         self.nodes.range(Bound::Unbounded, Bound::Unbounded)
     }
 
-    fn range_str<'a>(&'a self, start: &str, end: &str) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
-        self.nodes.range(Bound::Included(start), Bound::Excluded(end))
-    }
-
     /// `path` itself (if present) and every node below it, sorted.
     pub fn subtree<'a>(&'a self, path: &Path) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
         let own = self.nodes.get_key_value(path.as_str());
@@ -495,21 +505,19 @@ impl Tree {
     /// [`Tree::children`] for a path given as text (an invalid path has no children).
     pub fn children_of_str(&self, path: &str) -> Vec<String> {
         let prefix_len = if path == "/" { 1 } else { path.len() + 1 };
-        // One buffer for every scan's lower bound: the prefix, then `<prefix><child>` or
-        // `<prefix><child>0`. The upper bound is the byte after the separator.
+        // One buffer for every search's lower bound: the prefix, then `<prefix><child>` or
+        // `<prefix><child>0`. A key found that does not start with the prefix ends the list.
         let mut lower = String::with_capacity(prefix_len + 32);
         lower.push_str(path);
         if path != "/" {
             lower.push('/');
         }
-        let mut end = lower.clone();
-        end.pop();
-        end.push('0');
         let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
         loop {
             let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
-            let next = self.nodes.range(bound, Bound::Excluded(end.as_str())).next();
+            let prefix = &lower.as_bytes()[..prefix_len];
+            let next = self.nodes.first_from(bound).filter(|(k, _)| k.as_str().as_bytes().starts_with(prefix));
             let Some((key, _)) = next else { break };
             let rest = &key.as_str()[prefix_len..];
             let child = match rest.find('/') {

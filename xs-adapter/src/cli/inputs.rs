@@ -219,7 +219,7 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
     let kept = dump::read_kept(bytes, &opts, live::in_libxl417_scope).map_err(dump_error(origin))?;
     let (mut tree, left_out) = (kept.snapshot.tree, kept.left_out);
     let homes: std::collections::BTreeSet<u32> = guest_homes(&tree).collect();
-    if homes_only_left_out(left_out.paths(), &homes) {
+    if homes_only_left_out(left_out.path_bytes(), &homes) {
         return read_dump(bytes, origin, lenient);
     }
     let mut brought_back = Vec::new();
@@ -237,21 +237,21 @@ pub fn read_dump_for(bytes: &[u8], origin: &str, lenient: bool, policy: Policy) 
 
 /// Whether some path lies under a domain's home (`/local/domain/<domid>`) that is not among
 /// `homes`. Paths sorted as bytes keep a home's nodes together, so each home is looked up once.
-fn homes_only_left_out<'a>(sorted: impl Iterator<Item = &'a str>, homes: &std::collections::BTreeSet<u32>) -> bool {
-    const HOMES: &str = "/local/domain/";
-    let mut checked = "";
+fn homes_only_left_out<'a>(sorted: impl Iterator<Item = &'a [u8]>, homes: &std::collections::BTreeSet<u32>) -> bool {
+    const HOMES: &[u8] = b"/local/domain/";
+    let mut checked: &[u8] = b"";
     for path in sorted {
         if !checked.is_empty() && path.starts_with(checked) {
             continue;
         }
         let Some(rest) = path.strip_prefix(HOMES) else { continue };
-        let name = rest.split('/').next().unwrap_or("");
-        let Ok(domid) = name.parse::<u32>() else { continue };
+        let name = rest.split(|&b| b == b'/').next().unwrap_or(b"");
+        let Some(domid) = std::str::from_utf8(name).ok().and_then(|n| n.parse::<u32>().ok()) else { continue };
         if !homes.contains(&domid) {
             return true;
         }
         // `/local/domain/<name>/`: what follows is this home's, until a path does not start so.
-        checked = path.get(..HOMES.len() + name.len() + 1).filter(|p| p.ends_with('/')).unwrap_or("");
+        checked = path.get(..HOMES.len() + name.len() + 1).filter(|p| p.ends_with(b"/")).unwrap_or(b"");
     }
     false
 }

@@ -20,7 +20,8 @@ use args::{Cli, ColorChoice, Command, Format, Output, Selection, Sources};
 use clap::Parser;
 pub use error::CliError;
 use inputs::OpenedSources;
-use merge_core::reconcile::{xl_list_json, Policy};
+use merge_core::config::print::join_xl_list;
+use merge_core::reconcile::{xl_list_entry, Policy};
 use report::{Paint, Reconciled};
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -188,7 +189,9 @@ fn retrieve(results: &[Reconciled], policy: Policy, bare: bool) -> Printed {
     let stdout = if bare {
         results.iter().filter_map(|r| r.outcome.config.as_ref().ok()).map(|c| c.to_libxl_json()).collect()
     } else {
-        xl_list_json(results.iter().map(|r| &r.outcome))
+        // Each domain's element printed on the pool, as the domains were reconciled.
+        let entries = par::map(results.iter().collect(), |r: &Reconciled| xl_list_entry(&r.outcome));
+        join_xl_list(&entries.into_iter().flatten().collect::<Vec<_>>())
     };
     Printed { stdout, stderr, status: EXIT_OK }
 }

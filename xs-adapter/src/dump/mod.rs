@@ -188,6 +188,12 @@ impl<'a> LeftOut<'a> {
         self.nodes.iter().map(|n| self.path_of(n))
     }
 
+    /// Every path as the bytes it was read from (UTF-8), sorted: for a caller that looks at
+    /// a few bytes of each of many paths, which [`LeftOut::paths`] would check whole first.
+    pub fn path_bytes(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.nodes.iter().map(|n| n.path(self.input))
+    }
+
     /// `root` itself, if left out, and every node left out below it.
     pub fn subtree(&self, root: &Path) -> Result<Tree, DumpError> {
         let root = root.as_str();
@@ -238,11 +244,8 @@ impl<'a> LeftOut<'a> {
 /// [`read`], so that the error is the one [`read`] reports (the first in the input). Only `-f`
 /// and `-fp` lines read in strict mode are left out; any other dump is kept whole.
 pub fn read_kept<'a>(input: &'a [u8], opts: &ReadOptions, keep: fn(&str) -> bool) -> Result<Kept<'a>, DumpError> {
-    if let Ok((snapshot, mut nodes)) = read_keeping(input, opts, Some(keep)) {
-        // The tree catches a duplicate among the nodes kept; sorting catches one among the rest.
-        if sort_unique(&mut nodes, |a, b| a.path(input).cmp(b.path(input))) {
-            return Ok(Kept { left_out: LeftOut { input, format: snapshot.format, nodes }, snapshot });
-        }
+    if let Ok((snapshot, nodes)) = read_keeping(input, opts, Some(keep)) {
+        return Ok(Kept { left_out: LeftOut { input, format: snapshot.format, nodes }, snapshot });
     }
     read(input, opts).map(|snapshot| {
         let format = snapshot.format;
@@ -257,28 +260,36 @@ fn sort_unique<T>(items: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering)
     items.windows(2).all(|w| order(&w[0], &w[1]).is_ne())
 }
 
+/// The nodes kept, in a tree, and those left out, sorted by path. A path left out twice makes
+/// the whole dump read by [`read`], which reports the duplicate (or, if it finds none, keeps
+/// every node).
 fn read_keeping(
     input: &[u8],
     opts: &ReadOptions,
     keep: Option<fn(&str) -> bool>,
 ) -> Result<(Snapshot, Vec<build::LeftNode>), DumpError> {
-    if opts.lenient {
+    let (snapshot, mut left_out) = if opts.lenient {
         let mut repairs = Vec::new();
         let mut warnings = Vec::new();
         let (owned, command) = lines::repair_lines(input, &mut repairs, &mut warnings);
-        read_lines(owned.iter().map(OwnedLine::as_line), opts, command, repairs, warnings, keep)
+        read_lines(owned.iter().map(OwnedLine::as_line), opts, command, repairs, warnings, keep)?
     } else {
         // Read in parts only when nodes are left out: the parts hand their nodes over in a
         // list, which for a whole dump costs more memory than the tree itself (the 1M-node
         // bench: RSS 3.55x the dump against 2.65x) and saves no time, the inserts being most
-        // of it.
+        // of it. The parts sort what they leave out.
         if let (Some(keep), true) = (keep, input.len() >= parallel::MIN_INPUT) {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             if let Some(read) = parallel::read_flat(input, opts, keep, threads) {
                 return Ok(read);
             }
         }
-        read_keeping_on_one_thread(input, opts, keep)
+        read_keeping_on_one_thread(input, opts, keep)?
+    };
+    if sort_unique(&mut left_out, |a, b| a.path(input).cmp(b.path(input))) {
+        Ok((snapshot, left_out))
+    } else {
+        read(input, opts).map(|snapshot| (snapshot, Vec::new()))
     }
 }
 

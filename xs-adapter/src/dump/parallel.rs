@@ -21,7 +21,8 @@ const MIN_PART: usize = 1 << 20;
 /// The smallest dump worth cutting: two parts.
 pub(crate) const MIN_INPUT: usize = 2 * MIN_PART;
 
-/// The nodes kept, in a tree, and those left out, of a dump read in strict mode, on up to
+/// The nodes kept, in a tree, and those left out (sorted by path, each once), of a dump read
+/// in strict mode, on up to
 /// `threads` threads; `None` when it is not a `-f`/`-fp` dump, is too small to gain, or has an
 /// error somewhere (read it on one thread).
 pub(crate) fn read_flat(
@@ -53,7 +54,11 @@ pub(crate) fn read_flat(
                 b.collected = Some(Vec::with_capacity(part.lines));
                 let lines = raw_lines_after(part.text, part.lines_before, part.offset);
                 flat::parse_flat_pass(lines, &fopts, &mut b, None).ok()?;
-                sort_unique(b.collected.as_mut()?, |x, y| x.0.cmp(&y.0)).then_some(b)
+                // The nodes left out are sorted here too, on this part's thread.
+                let by_path = |x: &LeftNode, y: &LeftNode| x.path(input).cmp(y.path(input));
+                let unique =
+                    sort_unique(&mut b.left_out, by_path) && sort_unique(b.collected.as_mut()?, |x, y| x.0.cmp(&y.0));
+                unique.then_some(b)
             })
             .collect()
     };
@@ -62,8 +67,8 @@ pub(crate) fn read_flat(
     let mut warnings = Vec::new();
     for b in builders {
         let b = b?;
-        kept = merge_sorted(kept, b.collected.unwrap_or_default())?;
-        left_out.extend(b.left_out);
+        kept = merge_sorted(kept, b.collected.unwrap_or_default(), |x, y| x.0.cmp(&y.0))?;
+        left_out = merge_sorted(left_out, b.left_out, |x, y| x.path(input).cmp(y.path(input)))?;
         warnings.extend(b.warnings);
     }
     let tree = Tree::from_sorted(kept);
@@ -71,15 +76,18 @@ pub(crate) fn read_flat(
     Some((snapshot, left_out))
 }
 
-/// Two lists sorted by path, as one; `None` if a path is in both.
-fn merge_sorted(a: Vec<(Path, Node)>, b: Vec<(Path, Node)>) -> Option<Vec<(Path, Node)>> {
-    if a.is_empty() {
-        return Some(b);
-    }
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+/// Two lists sorted by `order`, as one; `None` if an item is in both. Parts of a dump mostly
+/// follow each other in path order: what of `a` comes before all of `b` is kept in place, and
+/// only the few items where they overlap are compared.
+fn merge_sorted<T>(mut a: Vec<T>, b: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Option<Vec<T>> {
+    let Some(first) = b.first() else { return Some(a) };
+    let before = a.partition_point(|x| order(x, first).is_lt());
+    let overlap = a.split_off(before);
+    let mut out = a;
+    out.reserve(overlap.len() + b.len());
+    let (mut a, mut b) = (overlap.into_iter().peekable(), b.into_iter().peekable());
     while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-        let next = match x.0.cmp(&y.0) {
+        let next = match order(x, y) {
             std::cmp::Ordering::Less => a.next(),
             std::cmp::Ordering::Greater => b.next(),
             std::cmp::Ordering::Equal => return None,
@@ -168,6 +176,17 @@ mod tests {
         assert_eq!(sorted(left_out), sorted(one_left_out));
         // Too small to gain: read on one thread.
         assert!(read_flat(&input[..1000], &opts, keep, 2).is_none());
+    }
+
+    #[test]
+    fn merging_keeps_the_order_and_refuses_an_item_in_both() {
+        let merge = |a: &[u32], b: &[u32]| merge_sorted(a.to_vec(), b.to_vec(), |x, y| x.cmp(y));
+        assert_eq!(merge(&[1, 2], &[3, 4]), Some(vec![1, 2, 3, 4]));
+        assert_eq!(merge(&[1, 3, 5, 7], &[4, 6]), Some(vec![1, 3, 4, 5, 6, 7]));
+        assert_eq!(merge(&[5, 6], &[1, 2]), Some(vec![1, 2, 5, 6]));
+        assert_eq!(merge(&[], &[1]), Some(vec![1]));
+        assert_eq!(merge(&[1], &[]), Some(vec![1]));
+        assert_eq!(merge(&[1, 4, 9], &[2, 4]), None);
     }
 
     #[test]
