@@ -523,6 +523,15 @@ impl DomainConfig {
         }
     }
 
+    /// Takes a device array's entries out, leaving it empty in its place for
+    /// [`DomainConfig::set_devices`] to fill or remove: the entries are moved, not copied.
+    pub fn take_devices(&mut self, array: DeviceArray) -> Vec<Value> {
+        match self.root.get_mut(array.key()) {
+            Some(Value::Array(v)) => std::mem::take(v),
+            _ => Vec::new(),
+        }
+    }
+
     /// Replaces a device array. An empty array is omitted, as libxl omits it.
     pub fn set_devices(&mut self, array: DeviceArray, items: Vec<Value>) {
         if items.is_empty() {

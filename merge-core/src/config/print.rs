@@ -25,7 +25,11 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            use std::fmt::Write;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        }
         Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push_str("[\n");
@@ -110,22 +114,35 @@ pub fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, dept
     out.push('}');
 }
 
-/// yajl's string escaping (`yajl_string_encode`).
+/// yajl's string escaping (`yajl_string_encode`). The runs between bytes to escape (all of
+/// most strings) are copied whole.
 pub fn write_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
+    let mut clean = 0;
+    for (at, byte) in s.bytes().enumerate() {
+        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+            continue;
+        }
+        // Every byte to escape is ASCII, so the runs around it are whole characters.
+        out.push_str(&s[clean..at]);
+        clean = at + 1;
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            other => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(other >> 4)]));
+                out.push(char::from(HEX[usize::from(other & 0xf)]));
+            }
         }
     }
+    out.push_str(&s[clean..]);
     out.push('"');
 }
 
@@ -147,5 +164,27 @@ mod tests {
         let mut s = String::new();
         write_string(&mut s, "a/\"\\\n\u{1}\u{7f}é");
         assert_eq!(s, "\"a/\\\"\\\\\\n\\u0001\u{7f}é\"");
+        // Every control character, each escape at either end of a run, and plain text.
+        for c in (0u8..0x20).chain([b'"', b'\\']) {
+            let text = format!("é{}x{}", char::from(c), char::from(c));
+            let mut fast = String::new();
+            write_string(&mut fast, &text);
+            let mut slow = String::from("\"");
+            for ch in text.chars() {
+                match ch {
+                    '"' => slow.push_str("\\\""),
+                    '\\' => slow.push_str("\\\\"),
+                    '\u{8}' => slow.push_str("\\b"),
+                    '\u{c}' => slow.push_str("\\f"),
+                    '\n' => slow.push_str("\\n"),
+                    '\r' => slow.push_str("\\r"),
+                    '\t' => slow.push_str("\\t"),
+                    c if (c as u32) < 0x20 => slow.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => slow.push(c),
+                }
+            }
+            slow.push('"');
+            assert_eq!(fast, slow, "byte {c:#x}");
+        }
     }
 }

@@ -565,7 +565,7 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
             format!("No {} from xenstore", rule.xs_kind),
         ));
     }
-    let entries = cfg.devices(array).to_vec();
+    let entries = cfg.take_devices(array);
     let mut kept = Vec::with_capacity(entries.len());
     let mut matched = vec![false; xs_devices.len()];
     for (i, entry) in entries.into_iter().enumerate() {

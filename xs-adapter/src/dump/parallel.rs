@@ -50,8 +50,10 @@ pub(crate) fn read_flat(
             .map(|part| {
                 let mut b = Builder::new(false);
                 b.keep = Some(keep);
-                // Room for every line: what is not written is never touched.
+                // Room for every line, kept or left out: what is not written is never touched,
+                // and a list that grows is copied at each step.
                 b.collected = Some(Vec::with_capacity(part.lines));
+                b.left_out = Vec::with_capacity(part.lines);
                 let lines = raw_lines_after(part.text, part.lines_before, part.offset);
                 flat::parse_flat_pass(lines, &fopts, &mut b, None).ok()?;
                 // The nodes left out are sorted here too, on this part's thread.
