@@ -86,6 +86,13 @@ pub fn reads(path: &str) -> bool {
     if path.strip_prefix("/libxl").is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
         return true;
     }
+    // Nor is anything under another top-level name (`/vm/<uuid>/…`, `/tool`) ever read.
+    if let Some(rest) = path.strip_prefix('/') {
+        let first = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if !first.is_empty() && first != "local" {
+            return false;
+        }
+    }
     reads_home_node(path).unwrap_or_else(|| reads_components(leading_components(path)))
 }
 
@@ -664,5 +671,18 @@ mod tests {
             }
         }
         assert!(decided > 300, "the shortcut decided {decided} paths");
+    }
+
+    /// `reads` with all its shortcuts is the general rule, on odd paths and on every top-level
+    /// name.
+    #[test]
+    fn reads_agrees_with_the_general_rule() {
+        let general = |path: &str| super::reads_components(crate::xenstore::leading_components(path));
+        let tops = ["/vm/3a9f/name", "/vm", "/tool/xenstored", "//vm/x", "vm/x", "/localx/domain/1/name", "/libxlx/1"];
+        let more = ["/local", "/local/", "//local/domain/1/name", "/libxl", "/libxl/1/device", "libxl/1", "/", ""];
+        let paths = crate::testkit::odd_home_paths().into_iter().chain(tops.into_iter().chain(more).map(String::from));
+        for path in paths {
+            assert_eq!(super::reads(&path), general(&path), "{path}");
+        }
     }
 }

@@ -115,13 +115,21 @@ pub struct OpenedSources {
 ///   Like `xl list -l`, which lists the hypervisor's domains, xlsync took its lock and
 ///   released it.
 pub(super) struct ReadAhead {
-    reader: Option<std::thread::JoinHandle<Vec<(u32, String, JsonRead)>>>,
+    reader: Option<std::thread::JoinHandle<ReadAheadDone>>,
+}
+
+/// What the read-ahead thread leaves: the domain list it parsed (`None` if it does not parse)
+/// and the reads it made.
+#[derive(Default)]
+struct ReadAheadDone {
+    host: Option<HostInfo>,
+    reads: std::collections::HashMap<u32, (String, JsonRead)>,
 }
 
 impl ReadAhead {
     /// Starts reading the files of the selected domains that `listed` names. The list is parsed
-    /// on the reader's thread, off the dump's way (loading parses it again, and reports it if it
-    /// does not parse; then nothing is read ahead).
+    /// on the reader's thread, off the dump's way, and handed to loading (which parses it
+    /// itself, and reports it, if it does not parse; then nothing is read ahead).
     fn of_listed(
         listed: &HypervisorText,
         scheduler: Option<Scheduler>,
@@ -136,25 +144,27 @@ impl ReadAhead {
         };
         let reader = std::thread::spawn(move || {
             let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
-                return Vec::new();
+                return ReadAheadDone::default();
             };
             let selected = |domid: u32| if named.is_empty() { domid != 0 } else { named.contains(&domid) };
-            host.domains
-                .into_values()
+            let reads = host
+                .domains
+                .values()
                 .filter(|d| selected(d.domid))
                 .filter_map(|d| {
                     let read = dir.read_json_if_alive(d.domid, &d.uuid, locking, &mut || true).ok()?;
-                    Some((d.domid, d.uuid, read))
+                    Some((d.domid, (d.uuid.clone(), read)))
                 })
-                .collect()
+                .collect();
+            ReadAheadDone { host: Some(host), reads }
         });
         ReadAhead { reader: Some(reader) }
     }
 
-    /// Every read made, by domid, once all are done.
-    fn finish(mut self) -> std::collections::HashMap<u32, (String, JsonRead)> {
-        let reads = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        reads.into_iter().flatten().map(|(domid, uuid, read)| (domid, (uuid, read))).collect()
+    /// The domain list as parsed and every read made, by domid, once all are done.
+    fn finish(mut self) -> ReadAheadDone {
+        let done = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        done.unwrap_or_default()
     }
 }
 
@@ -314,14 +324,19 @@ impl OpenedSources {
     }
 
     /// Resolves the domains and reads every input.
-    pub fn load(self, select: &Selection) -> Result<LoadedHost, CliError> {
+    pub fn load(mut self, select: &Selection) -> Result<LoadedHost, CliError> {
         let scheduler = self.scheduler.unwrap_or(Scheduler::Credit2);
-        let host_file = match &self.hypervisor {
-            Some(h) => Some(
+        // The reads made ahead are done by now (the dump took longer); the list they parsed
+        // is the one given, with the same scheduler.
+        let ReadAheadDone { host: parsed_ahead, reads: mut read_ahead } =
+            self.read_ahead.take().map(ReadAhead::finish).unwrap_or_default();
+        let host_file = match (&self.hypervisor, parsed_ahead) {
+            (Some(_), Some(host)) => Some(host),
+            (Some(h), None) => Some(
                 HostInfo::parse_domains_txt(&h.text, scheduler)
                     .map_err(|e| CliError::new(format!("{}: {e}", h.origin), HYPERVISOR_FIX))?,
             ),
-            None => None,
+            (None, _) => None,
         };
         let json_file_domain = matches!(self.json, JsonSource::File { .. });
         if json_file_domain && select.domids.len() > 1 {
@@ -411,7 +426,6 @@ impl OpenedSources {
         // The JSON: on all cores, since each userdata file not read ahead is read under its own
         // lock, which costs a file creation and removal, and every file is parsed.
         let live_client = std::sync::Mutex::new(live_client);
-        let mut read_ahead = self.read_ahead.map(ReadAhead::finish).unwrap_or_default();
         let staged_reads: Vec<(&Staged, Option<JsonRead>)> = staged
             .iter()
             .map(|s| {

@@ -145,21 +145,20 @@ impl Builder {
         result
     }
 
-    /// The path of a node left out of the tree, as text: `keep` is set and does not accept it.
-    /// Only a line read as it is can be left out (its place in the input is how the node is
-    /// found again), and only a path needing no base to resolve against.
-    pub(crate) fn left_out_path<'t>(
-        &self,
-        line: &Line<'_>,
-        path_text: &'t [u8],
-        base: Option<&Path>,
-    ) -> Option<&'t str> {
-        let keep = self.keep?;
+    /// Where a node goes, from its path: left out of the tree when `keep` is set and does not
+    /// accept it. Only a line read as it is can be left out (its place in the input is how the
+    /// node is found again), and only a path needing no base to resolve against.
+    pub(crate) fn destination<'t>(&self, line: &Line<'_>, path_text: &'t [u8], base: Option<&Path>) -> Destination<'t> {
+        let text = std::str::from_utf8(path_text).ok();
+        let (Some(keep), Some(p)) = (self.keep, text) else { return Destination::Tree(text) };
         if line.offset.is_none() || self.find_first.is_some() {
-            return None;
+            return Destination::Tree(text);
         }
-        let p = std::str::from_utf8(path_text).ok()?;
-        ((base.is_none() || p.starts_with('/')) && !keep(p)).then_some(p)
+        if (base.is_none() || p.starts_with('/')) && !keep(p) {
+            Destination::LeftOut(p)
+        } else {
+            Destination::Tree(text)
+        }
     }
 
     /// Records a node left out: its line (and, if given, up to `end`, the line it owns) and its
@@ -183,7 +182,19 @@ impl Builder {
         bytes: &[u8],
         base: Option<&Path>,
     ) -> Result<Path, DumpError> {
-        let s = std::str::from_utf8(bytes).map_err(|e| {
+        self.path_of_text(line, offset, bytes, None, base)
+    }
+
+    /// [`Builder::path`], with the bytes' text if it is known to be UTF-8 already.
+    pub(crate) fn path_of_text(
+        &self,
+        line: &Line<'_>,
+        offset: usize,
+        bytes: &[u8],
+        text: Option<&str>,
+        base: Option<&Path>,
+    ) -> Result<Path, DumpError> {
+        let s = text.map_or_else(|| std::str::from_utf8(bytes), Ok).map_err(|e| {
             let bad = e.valid_up_to();
             error_at(
                 line,
@@ -216,6 +227,14 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+/// Where [`Builder::destination`] sends a node.
+pub(crate) enum Destination<'t> {
+    /// Left out; its path, as text.
+    LeftOut(&'t str),
+    /// Into the tree; its path as text, if it is UTF-8.
+    Tree(Option<&'t str>),
 }
 
 /// A node of the input left out of the tree: its lines are `start..end` of the input, its

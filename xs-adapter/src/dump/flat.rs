@@ -10,7 +10,7 @@
 //! A path cannot contain a space, so the first space ends it. The value runs to the last `"`
 //! before the permissions: values are not quote-escaped, so that is the only safe end.
 
-use super::build::{error_at, Builder};
+use super::build::{error_at, Builder, Destination};
 use super::error::{DumpError, DumpErrorKind, RepairKind, WarningKind};
 use super::lines::Line;
 use super::Format;
@@ -126,15 +126,18 @@ pub(crate) fn parse_flat_pass<'a>(
             let Some(path_text) = t.strip_suffix(b":") else {
                 return Err(not_a_node(&line, skip, t));
             };
-            if let Some(path) = b.left_out_path(&line, path_text, opts.base) {
-                b.check_path(&line, skip, path)?;
-                let owned = lines.peek().filter(|next| owned_by_unreadable(next, opts.perms));
-                let end = owned.and_then(|next| next.offset.map(|at| at + next.text.len()));
-                after_unreadable(&mut lines, opts.perms, b, &line)?;
-                b.leave_out(&line, skip, path_text.len(), end);
-                continue;
-            }
-            let path = b.path(&line, skip, path_text, opts.base)?;
+            let text = match b.destination(&line, path_text, opts.base) {
+                Destination::LeftOut(path) => {
+                    b.check_path(&line, skip, path)?;
+                    let owned = lines.peek().filter(|next| owned_by_unreadable(next, opts.perms));
+                    let end = owned.and_then(|next| next.offset.map(|at| at + next.text.len()));
+                    after_unreadable(&mut lines, opts.perms, b, &line)?;
+                    b.leave_out(&line, skip, path_text.len(), end);
+                    continue;
+                }
+                Destination::Tree(text) => text,
+            };
+            let path = b.path_of_text(&line, skip, path_text, text, opts.base)?;
             let perms = after_unreadable(&mut lines, opts.perms, b, &line)?;
             let node = Node { value: Box::default(), perms, truncated: false, unreadable: true };
             b.insert(&line, skip, path, node)?;
@@ -150,16 +153,19 @@ pub(crate) fn parse_flat_pass<'a>(
             split_plain(&line, skip, t, value_start, opts, b)?
         };
         let path_text = &t[..space];
-        if let Some(path) = b.left_out_path(&line, path_text, opts.base) {
-            b.check_path(&line, skip, path)?;
-            b.check_dump_value(&line, skip + value_start, &t[value_start..value_end])?;
-            if opts.perms && perms.is_none() {
-                b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
+        let text = match b.destination(&line, path_text, opts.base) {
+            Destination::LeftOut(path) => {
+                b.check_path(&line, skip, path)?;
+                b.check_dump_value(&line, skip + value_start, &t[value_start..value_end])?;
+                if opts.perms && perms.is_none() {
+                    b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
+                }
+                b.leave_out(&line, skip, path_text.len(), None);
+                continue;
             }
-            b.leave_out(&line, skip, path_text.len(), None);
-            continue;
-        }
-        let path = b.path(&line, skip, path_text, opts.base)?;
+            Destination::Tree(text) => text,
+        };
+        let path = b.path_of_text(&line, skip, path_text, text, opts.base)?;
         let value = b.dump_value(&line, skip + value_start, &t[value_start..value_end], false)?;
         if opts.perms && perms.is_none() {
             b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
