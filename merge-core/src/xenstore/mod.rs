@@ -243,11 +243,7 @@ impl Nodes {
     fn range<'a>(&'a self, lower: Bound<&str>, upper: Bound<&str>) -> NodesIter<'a> {
         match self {
             Nodes::Sorted(v) => {
-                let start = match lower {
-                    Bound::Included(s) => sorted_position(v, s, false),
-                    Bound::Excluded(s) => sorted_position(v, s, true),
-                    Bound::Unbounded => 0,
-                };
+                let start = lower_position(v, lower);
                 let end = match upper {
                     Bound::Included(s) => sorted_position(v, s, true),
                     Bound::Excluded(s) => sorted_position(v, s, false),
@@ -262,14 +258,7 @@ impl Nodes {
     /// The first node at or past `lower`: one search where a range takes two.
     fn first_from(&self, lower: Bound<&str>) -> Option<(&Path, &Node)> {
         match self {
-            Nodes::Sorted(v) => {
-                let start = match lower {
-                    Bound::Included(s) => sorted_position(v, s, false),
-                    Bound::Excluded(s) => sorted_position(v, s, true),
-                    Bound::Unbounded => 0,
-                };
-                v.get(start).map(|(k, n)| (k, n))
-            }
+            Nodes::Sorted(v) => v.get(lower_position(v, lower)).map(|(k, n)| (k, n)),
             Nodes::Map(m) => m.range::<_, str>((lower, Bound::Unbounded)).next(),
         }
     }
@@ -287,6 +276,15 @@ impl Nodes {
             Nodes::Map(m) => m,
             Nodes::Sorted(_) => unreachable!("made a map above"),
         }
+    }
+}
+
+/// The index of the first node at or past a lower bound, in strictly increasing paths.
+fn lower_position(nodes: &[(Path, Node)], lower: Bound<&str>) -> usize {
+    match lower {
+        Bound::Included(s) => sorted_position(nodes, s, false),
+        Bound::Excluded(s) => sorted_position(nodes, s, true),
+        Bound::Unbounded => 0,
     }
 }
 
