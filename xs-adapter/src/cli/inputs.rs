@@ -115,21 +115,19 @@ pub struct OpenedSources {
 ///   Like `xl list -l`, which lists the hypervisor's domains, xlsync took its lock and
 ///   released it.
 pub(super) struct ReadAhead {
-    reader: Option<std::thread::JoinHandle<ReadAheadDone>>,
+    reader: Option<std::thread::JoinHandle<Reads>>,
+    /// The domain list, sent as soon as the reader has parsed it (nothing if it does not parse).
+    parsed: Option<std::sync::mpsc::Receiver<HostInfo>>,
 }
 
-/// What the read-ahead thread leaves: the domain list it parsed (`None` if it does not parse)
-/// and the reads it made.
-#[derive(Default)]
-struct ReadAheadDone {
-    host: Option<HostInfo>,
-    reads: std::collections::HashMap<u32, (String, JsonRead)>,
-}
+/// The reads made ahead, by domid, with the uuid each was read under.
+type Reads = std::collections::HashMap<u32, (String, JsonRead)>;
 
 impl ReadAhead {
     /// Starts reading the files of the selected domains that `listed` names. The list is parsed
-    /// on the reader's thread, off the dump's way, and handed to loading (which parses it
-    /// itself, and reports it, if it does not parse; then nothing is read ahead).
+    /// on the reader's thread, off the dump's way, and handed to loading before the reads
+    /// are done (loading parses it itself, and reports it, if it does not parse; then nothing
+    /// is read ahead).
     fn of_listed(
         listed: &HypervisorText,
         scheduler: Option<Scheduler>,
@@ -142,29 +140,36 @@ impl ReadAhead {
             Locking::Lock(options) => Locking::Lock(LockOptions { timeout: Duration::ZERO, ..options }),
             Locking::None => Locking::None,
         };
+        let (send_parsed, parsed) = std::sync::mpsc::sync_channel(1);
         let reader = std::thread::spawn(move || {
             let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
-                return ReadAheadDone::default();
+                return Reads::new();
             };
             let selected = |domid: u32| if named.is_empty() { domid != 0 } else { named.contains(&domid) };
-            let reads = host
-                .domains
-                .values()
-                .filter(|d| selected(d.domid))
-                .filter_map(|d| {
-                    let read = dir.read_json_if_alive(d.domid, &d.uuid, locking, &mut || true).ok()?;
-                    Some((d.domid, (d.uuid.clone(), read)))
+            let wanted: Vec<(u32, String)> =
+                host.domains.values().filter(|d| selected(d.domid)).map(|d| (d.domid, d.uuid.clone())).collect();
+            // Loading may have stopped on the dump's error: nobody to send to.
+            let _ = send_parsed.send(host);
+            wanted
+                .into_iter()
+                .filter_map(|(domid, uuid)| {
+                    let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok()?;
+                    Some((domid, (uuid, read)))
                 })
-                .collect();
-            ReadAheadDone { host: Some(host), reads }
+                .collect()
         });
-        ReadAhead { reader: Some(reader) }
+        ReadAhead { reader: Some(reader), parsed: Some(parsed) }
     }
 
-    /// The domain list as parsed and every read made, by domid, once all are done.
-    fn finish(mut self) -> ReadAheadDone {
-        let done = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        done.unwrap_or_default()
+    /// The domain list as the reader parsed it, once it has (`None` if it does not parse).
+    fn parsed_list(&mut self) -> Option<HostInfo> {
+        self.parsed.take()?.recv().ok()
+    }
+
+    /// Every read made, by domid, once all are done.
+    fn finish(mut self) -> Reads {
+        let reads = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        reads.unwrap_or_default()
     }
 }
 
@@ -326,10 +331,8 @@ impl OpenedSources {
     /// Resolves the domains and reads every input.
     pub fn load(mut self, select: &Selection) -> Result<LoadedHost, CliError> {
         let scheduler = self.scheduler.unwrap_or(Scheduler::Credit2);
-        // The reads made ahead are done by now (the dump took longer); the list they parsed
-        // is the one given, with the same scheduler.
-        let ReadAheadDone { host: parsed_ahead, reads: mut read_ahead } =
-            self.read_ahead.take().map(ReadAhead::finish).unwrap_or_default();
+        // The list the reads ahead parsed is the one given, with the same scheduler.
+        let parsed_ahead = self.read_ahead.as_mut().and_then(ReadAhead::parsed_list);
         let host_file = match (&self.hypervisor, parsed_ahead) {
             (Some(_), Some(host)) => Some(host),
             (Some(h), None) => Some(
@@ -426,6 +429,7 @@ impl OpenedSources {
         // The JSON: on all cores, since each userdata file not read ahead is read under its own
         // lock, which costs a file creation and removal, and every file is parsed.
         let live_client = std::sync::Mutex::new(live_client);
+        let mut read_ahead = self.read_ahead.take().map(ReadAhead::finish).unwrap_or_default();
         let staged_reads: Vec<(&Staged, Option<JsonRead>)> = staged
             .iter()
             .map(|s| {
