@@ -71,15 +71,18 @@ struct Ctx<'a> {
     trusted_only: bool,
 }
 
-fn valid_component(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'-'))
-}
-
 /// A record's direct children, by name, borrowed from the snapshot: only the names read are
 /// turned into values.
 struct Local<'t> {
     dir: String,
+    /// Sorted by length, then bytes: most names probed differ in length from the children
+    /// they meet, and the search then compares two numbers instead of two strings.
     children: Vec<(&'t str, &'t Node)>,
+}
+
+/// The order of [`Local::children`].
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 impl<'t> Local<'t> {
@@ -87,11 +90,12 @@ impl<'t> Local<'t> {
         let p = crate::xenstore::Path::new(dir).ok()?;
         let prefix_len = dir.len() + 1;
         let tree: &'t crate::xenstore::Tree = xs.tree;
-        let children = tree
+        let mut children: Vec<(&'t str, &'t Node)> = tree
             .subtree(&p)
             .filter(|(k, _)| k.as_str().len() > prefix_len && !k.as_str()[prefix_len..].contains('/'))
             .map(|(k, node)| (&k.as_str()[prefix_len..], node))
             .collect();
+        children.sort_unstable_by(|a, b| by_length(a.0, b.0));
         Some(Local { dir: dir.to_string(), children })
     }
 
@@ -100,10 +104,10 @@ impl<'t> Local<'t> {
         if dir != self.dir {
             return None;
         }
-        Some(match self.children.binary_search_by(|(n, _)| (*n).cmp(name)) {
+        Some(match self.children.binary_search_by(|(n, _)| by_length(n, name)) {
             Ok(i) => XsView::read_node(self.children[i].1),
             // A name that is not a valid path component reads as EINVAL, as from the daemon.
-            Err(_) if !valid_component(name) => Read::Error(crate::libxl_log::EINVAL),
+            Err(_) if !crate::xenstore::valid_component(name) => Read::Error(crate::libxl_log::EINVAL),
             Err(_) => Read::Absent,
         })
     }
@@ -328,7 +332,7 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
         key: IdentityKey::Devid(nr as i64),
         record_path: path.to_string(),
         nr,
-        fields: Object::new(),
+        fields: Object::with_capacity(RECORD_FIELDS),
         removable: 0,
         pdev_path: None,
     };
@@ -348,6 +352,10 @@ fn record_from_xenstore(ctx: &mut Ctx<'_>, rule: &KindRule, path: &str, nr: i32)
     }
     Ok(dev)
 }
+
+/// Room for the fields a record usually gets (a disk's dozen, a nic's without colo keys), so
+/// its map does not grow, and rehash, as it is filled.
+const RECORD_FIELDS: usize = 16;
 
 const DISK_BACKENDS: &[(&str, &str)] =
     &[("phy", "phy"), ("file", "tap"), ("qdisk", "qdisk"), ("standalone", "standalone")];

@@ -12,6 +12,7 @@
 
 mod path;
 
+pub(crate) use path::valid_component;
 pub use path::{leading_components, Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
 
 use imbl::OrdMap;
@@ -255,6 +256,25 @@ impl Nodes {
         }
     }
 
+    /// The nodes whose paths start with `prefix`, which ends in `/`, in order. An array finds
+    /// the first with one search and counts the rest as it goes, where a range searches for
+    /// both ends.
+    fn below<'a>(&'a self, prefix: &str) -> NodesIter<'a> {
+        match self {
+            Nodes::Sorted(v) => {
+                let start = sorted_position(v, prefix, false);
+                let len = v[start..].iter().take_while(|(k, _)| k.as_str().starts_with(prefix)).count();
+                NodesIter::Sorted(v[start..start + len].iter())
+            }
+            Nodes::Map(_) => {
+                // The first string past every one that starts with `prefix`: `/` is followed
+                // by `0`.
+                let end = format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix));
+                self.range(Bound::Included(prefix), Bound::Excluded(&end))
+            }
+        }
+    }
+
     /// The first node at or past `lower`: one search where a range takes two.
     fn first_from(&self, lower: Bound<&str>) -> Option<(&Path, &Node)> {
         match self {
@@ -489,9 +509,7 @@ impl Tree {
     /// `path` itself (if present) and every node below it, sorted.
     pub fn subtree<'a>(&'a self, path: &Path) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
         let own = self.nodes.get_key_value(path.as_str());
-        let start = path.subtree_start();
-        let end = path.subtree_end();
-        own.into_iter().chain(self.nodes.range(Bound::Included(start.as_str()), Bound::Excluded(end.as_str())))
+        own.into_iter().chain(self.nodes.below(&path.subtree_start()))
     }
 
     /// The names of `path`'s children, sorted. A child that is only implied by a deeper node

@@ -117,15 +117,6 @@ impl Path {
         self.0.split('/').filter(|c| !c.is_empty())
     }
 
-    /// The smallest key strictly above every descendant of `self` (and above `self`).
-    pub(crate) fn subtree_end(&self) -> String {
-        if self.is_root() {
-            // Every absolute path starts with '/', the byte after it is '0'.
-            return "0".to_string();
-        }
-        format!("{}0", self.0)
-    }
-
     /// The first key that can be a strict descendant of `self`.
     pub(crate) fn subtree_start(&self) -> String {
         if self.is_root() {
@@ -170,6 +161,12 @@ const PATH_BYTE: [bool; 256] = {
     }
     table
 };
+
+/// Whether `name` is one valid path component: not empty, and only the bytes a path allows,
+/// `/` aside.
+pub(crate) fn valid_component(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b != b'/' && PATH_BYTE[usize::from(b)])
+}
 
 fn validate(s: &str) -> Result<(), PathError> {
     if s.is_empty() {
@@ -238,6 +235,15 @@ impl std::str::FromStr for Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_is_a_path_without_a_separator() {
+        for name in ["", "a", "vif", "51712", "x_y@z-1", "a/b", "/", "a.b", "a b", "é", "colo-sock"] {
+            let as_path = format!("/{name}");
+            let expected = !name.is_empty() && !name.contains('/') && Path::new(&as_path).is_ok();
+            assert_eq!(valid_component(name), expected, "{name:?}");
+        }
+    }
 
     #[test]
     fn leading_components_are_splits_non_empty_parts() {
