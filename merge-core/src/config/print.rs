@@ -6,6 +6,7 @@
 //! bytes below 0x20 as `\u00XX`; `/` is not escaped and everything from 0x7f up is raw.
 
 use serde_json::Value;
+use std::fmt::Write as _;
 
 /// Prints `value` exactly as libxl's generator would, final newline included.
 pub fn to_libxl_string(value: &Value) -> String {
@@ -25,9 +26,8 @@ fn write_value(out: &mut String, value: &Value, depth: usize) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // Writing to a String cannot fail.
         Value::Number(n) => {
-            use std::fmt::Write;
-            // Writing to a String cannot fail.
             let _ = write!(out, "{n}");
         }
         Value::String(s) => write_string(out, s),
@@ -60,9 +60,8 @@ pub fn xl_list_entry(domid: u32, config: &serde_json::Map<String, Value>) -> Str
     out.push_str("{\n");
     indent(&mut out, 2);
     write_string(&mut out, "domid");
-    out.push_str(": ");
-    out.push_str(&domid.to_string());
-    out.push_str(",\n");
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, ": {domid},");
     indent(&mut out, 2);
     write_string(&mut out, "config");
     out.push_str(": ");

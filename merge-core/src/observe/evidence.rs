@@ -242,15 +242,15 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
             Err((at, reason)) => {
                 // Only a value the backend holds (read there, or from its copy in the record
                 // built here) is left out; each pass removes a node, so this ends.
-                let below = |p: &str, dir: &str| p.strip_prefix(dir).is_some_and(|rel| rel.starts_with('/'));
-                let backend_node = if below(&at, &fake) {
+                let node = Path::new(&at).ok().filter(|p| tree.get(p).is_some())?;
+                let below = |dir: &Path| node != *dir && node.starts_with(dir);
+                let backend_node = if below(&fake_path) {
                     format!("{}{}", be.path, &at[fake.len()..])
-                } else if below(&at, &be.path) {
-                    at.clone()
+                } else if below(&be_path) {
+                    at
                 } else {
                     return None;
                 };
-                let node = Path::new(&at).ok().filter(|p| tree.get(p).is_some())?;
                 tree.remove(&node);
                 rejected.push((backend_node, reason));
             }

@@ -1212,10 +1212,11 @@ fn passthrough_kind(run: &mut Run<'_>, cfg: &DomainConfig, rule: &'static KindRu
 }
 
 /// For each JSON entry, the entry kept of those sharing its identity (`keys`, one per entry;
-/// itself when it is the one): the one that says the most (the most values, nested ones counted), then the least by
-/// its JSON text, then the first. Never just the first: that would make the outcome depend on
-/// the order of the JSON's devices (law 2), when copies of one device differ (a usbdev stored
-/// as `xl usbdev-attach` stores it, and as the config file named it).
+/// itself when it is the one): the one that says the most (the most values, nested ones
+/// counted), then the least by its JSON text, then the first. Never just the first: that would
+/// make the outcome depend on the order of the JSON's devices (law 2), when copies of one
+/// device differ (a usbdev stored as `xl usbdev-attach` stores it, and as the config file named
+/// it). Each group of entries is ranked once, when its first entry is met.
 fn kept_of_identity<K: PartialEq>(entries: &[Value], keys: &[K]) -> Vec<usize> {
     fn values_in(v: &Value) -> usize {
         match v {
@@ -1224,16 +1225,20 @@ fn kept_of_identity<K: PartialEq>(entries: &[Value], keys: &[K]) -> Vec<usize> {
             _ => 1,
         }
     }
-    (0..entries.len())
-        .map(|i| {
-            let group: Vec<usize> = (0..entries.len()).filter(|&j| keys[j] == keys[i]).collect();
-            if group.len() == 1 {
-                return i;
-            }
-            let rank = |&j: &usize| (std::cmp::Reverse(values_in(&entries[j])), entries[j].to_string(), j);
-            group.into_iter().min_by_key(rank).expect("the group holds i")
-        })
-        .collect()
+    let mut keeper: Vec<Option<usize>> = vec![None; entries.len()];
+    for i in 0..entries.len() {
+        if keeper[i].is_some() {
+            continue;
+        }
+        // An entry before `i` with this identity would have placed `i` in its group.
+        let group: Vec<usize> = (i..entries.len()).filter(|&j| keys[j] == keys[i]).collect();
+        let rank = |&j: &usize| (std::cmp::Reverse(values_in(&entries[j])), entries[j].to_string(), j);
+        let kept = if group.len() == 1 { i } else { group.iter().copied().min_by_key(rank).unwrap_or(i) };
+        for j in group {
+            keeper[j] = Some(kept);
+        }
+    }
+    keeper.into_iter().enumerate().map(|(i, k)| k.unwrap_or(i)).collect()
 }
 
 /// Drops a JSON entry that another entry of the same identity, `kept`, stands for.

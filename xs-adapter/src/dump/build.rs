@@ -251,6 +251,11 @@ impl LeftNode {
     pub(crate) fn path<'a>(&self, input: &'a [u8]) -> &'a [u8] {
         &input[self.start..self.start + self.path_len]
     }
+
+    /// The order of nodes read from `input`: by path.
+    pub(crate) fn by_path(input: &[u8]) -> impl Fn(&LeftNode, &LeftNode) -> std::cmp::Ordering + Copy + '_ {
+        move |a, b| a.path(input).cmp(b.path(input))
+    }
 }
 
 pub(crate) fn path_error(line: &Line<'_>, offset: usize, e: merge_core::xenstore::PathError) -> DumpError {

@@ -286,7 +286,7 @@ fn read_keeping(
         }
         read_keeping_on_one_thread(input, opts, keep)?
     };
-    if sort_unique(&mut left_out, |a, b| a.path(input).cmp(b.path(input))) {
+    if sort_unique(&mut left_out, build::LeftNode::by_path(input)) {
         Ok((snapshot, left_out))
     } else {
         read(input, opts).map(|snapshot| (snapshot, Vec::new()))

@@ -57,9 +57,8 @@ pub(crate) fn read_flat(
                 let lines = raw_lines_after(part.text, part.lines_before, part.offset);
                 flat::parse_flat_pass(lines, &fopts, &mut b, None).ok()?;
                 // The nodes left out are sorted here too, on this part's thread.
-                let by_path = |x: &LeftNode, y: &LeftNode| x.path(input).cmp(y.path(input));
-                let unique =
-                    sort_unique(&mut b.left_out, by_path) && sort_unique(b.collected.as_mut()?, |x, y| x.0.cmp(&y.0));
+                let unique = sort_unique(&mut b.left_out, LeftNode::by_path(input))
+                    && sort_unique(b.collected.as_mut()?, |x, y| x.0.cmp(&y.0));
                 unique.then_some(b)
             })
             .collect()
@@ -70,7 +69,7 @@ pub(crate) fn read_flat(
     for b in builders {
         let b = b?;
         kept = merge_sorted(kept, b.collected.unwrap_or_default(), |x, y| x.0.cmp(&y.0))?;
-        left_out = merge_sorted(left_out, b.left_out, |x, y| x.path(input).cmp(y.path(input)))?;
+        left_out = merge_sorted(left_out, b.left_out, LeftNode::by_path(input))?;
         warnings.extend(b.warnings);
     }
     let tree = Tree::from_sorted(kept);
