@@ -82,6 +82,9 @@ pub(crate) fn read_flat(
 /// only the few items where they overlap are compared.
 fn merge_sorted<T>(mut a: Vec<T>, b: Vec<T>, order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Option<Vec<T>> {
     let Some(first) = b.first() else { return Some(a) };
+    if a.is_empty() {
+        return Some(b);
+    }
     let before = a.partition_point(|x| order(x, first).is_lt());
     let overlap = a.split_off(before);
     let mut out = a;
