@@ -51,6 +51,11 @@ impl Path {
         validate(s)
     }
 
+    /// The path a checked text names, without checking it again.
+    pub fn from_checked(checked: CheckedPath<'_>) -> Path {
+        Path(Arc::from(checked.0))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -171,7 +176,12 @@ pub(crate) fn valid_component(name: &str) -> bool {
 /// [`PATH_BYTE`] by arithmetic: `b | 0x20` folds `A-Z` onto `a-z` and sends no other allowed
 /// byte there (`@` becomes `` ` ``, `_` stays below `a`).
 fn is_path_byte(b: u8) -> bool {
-    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10) | (b == b'_') | (b == b'@') | (b == b'-') | (b == b'/')
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'_')
+        | (b == b'@')
+        | (b == b'-')
+        | (b == b'/')
 }
 
 /// How many bytes [`path_bytes_ok`] looks at in one step.
@@ -203,10 +213,20 @@ fn path_bytes_ok(bytes: &[u8]) -> bool {
 /// The first [`LANES`] bytes of `window` are path bytes, and none is a `/` followed by one.
 fn window_ok(window: &[u8; LANES + 1]) -> bool {
     let (this, next) = (&window[..LANES], &window[1..]);
-    let bad = this.iter().zip(next).fold(0u8, |bad, (&b, &after)| {
-        bad | u8::from(!is_path_byte(b)) | u8::from((b == b'/') & (after == b'/'))
-    });
+    let bad = this
+        .iter()
+        .zip(next)
+        .fold(0u8, |bad, (&b, &after)| bad | u8::from(!is_path_byte(b)) | u8::from((b == b'/') & (after == b'/')));
     bad == 0
+}
+
+/// Whether `bytes` are a valid path, with no account of why not.
+fn valid_fast(bytes: &[u8]) -> bool {
+    let max = if bytes.first() == Some(&b'/') { ABS_PATH_MAX } else { REL_PATH_MAX };
+    if bytes.is_empty() || bytes.len() > max {
+        return false;
+    }
+    bytes == b"/" || (path_bytes_ok(bytes) && bytes.last() != Some(&b'/'))
 }
 
 fn validate(s: &str) -> Result<(), PathError> {
@@ -217,13 +237,10 @@ fn validate(s: &str) -> Result<(), PathError> {
     if s.len() > max {
         return Err(PathError::TooLong { len: s.len(), max });
     }
-    if s == "/" {
-        return Ok(());
-    }
     let bytes = s.as_bytes();
     // The common case, a valid path, without a branch per byte; the loop below finds where an
     // invalid one goes wrong.
-    if path_bytes_ok(bytes) && bytes.last() != Some(&b'/') {
+    if valid_fast(bytes) {
         return Ok(());
     }
     let mut prev_slash = false;
@@ -246,6 +263,30 @@ fn validate(s: &str) -> Result<(), PathError> {
         return Err(PathError::EmptyComponent { offset: s.len() - 1 });
     }
     Ok(())
+}
+
+/// Bytes found to be a valid path, as text: what a reader of raw input (a dump) gets from one
+/// check where it would otherwise check the bytes as UTF-8 and then as a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckedPath<'a>(&'a str);
+
+impl<'a> CheckedPath<'a> {
+    /// `bytes` as a path, if they are a valid one; `None` for anything else, and [`Path::new`]
+    /// on their text (if they are UTF-8) says what is wrong.
+    pub fn of_bytes(bytes: &'a [u8]) -> Option<CheckedPath<'a>> {
+        if !valid_fast(bytes) {
+            return None;
+        }
+        // SAFETY: a valid path is ASCII, so UTF-8: every byte passed `is_path_byte`, which
+        // accepts only ASCII bytes (the test `the_arithmetic_test_is_the_table_for_every_byte`
+        // holds it to the table of `[A-Za-z0-9_@/-]`). Checking UTF-8 again was a tenth of
+        // reading a dump's line.
+        Some(CheckedPath(unsafe { std::str::from_utf8_unchecked(bytes) }))
+    }
+
+    pub fn as_str(self) -> &'a str {
+        self.0
+    }
 }
 
 impl fmt::Display for Path {
@@ -333,7 +374,19 @@ mod tests {
             let slow_bad_byte = bytes.iter().any(|&b| !PATH_BYTE[usize::from(b)]);
             let slow_double = bytes.windows(2).any(|w| w == b"//");
             assert_eq!(path_bytes_ok(&bytes), !slow_bad_byte && !slow_double, "{bytes:?}");
+            checked_as_path_new(&bytes);
         }
+        for bytes in [&b""[..], b"/", b"a", b"/a/", &[b'a'; 2049], &[b'/'; 1], &b"/a".repeat(1536), &b"/a".repeat(1537)] {
+            checked_as_path_new(bytes);
+        }
+    }
+
+    /// `CheckedPath::of_bytes` accepts exactly what `Path::new` accepts, as the same text.
+    fn checked_as_path_new(bytes: &[u8]) {
+        let by_new = std::str::from_utf8(bytes).ok().and_then(|s| Path::new(s).ok());
+        let checked = CheckedPath::of_bytes(bytes);
+        assert_eq!(checked.map(Path::from_checked), by_new, "{bytes:?}");
+        assert_eq!(checked.map(|c| c.as_str().as_bytes()), by_new.as_ref().map(|_| bytes));
     }
 
     #[test]

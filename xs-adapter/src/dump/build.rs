@@ -5,7 +5,7 @@ use super::error::{DumpError, DumpErrorKind, Repair, RepairKind, Warning, Warnin
 use super::escape::{self, DecodeError, DUMP_ESCAPES, VALUE_MAX};
 use super::lines::Line;
 use super::perms::PermsInterner;
-use merge_core::xenstore::{Node, Path, Perms, Tree};
+use merge_core::xenstore::{CheckedPath, Node, Path, Perms, Tree};
 
 /// Longest excerpt of a line kept in an error.
 const EXCERPT: usize = 120;
@@ -147,17 +147,18 @@ impl Builder {
 
     /// Where a node goes, from its path: left out of the tree when `keep` is set and does not
     /// accept it. Only a line read as it is can be left out (its place in the input is how the
-    /// node is found again), and only a path needing no base to resolve against.
+    /// node is found again), only a valid path, and only one needing no base to resolve against.
+    /// The path is checked here, once; an invalid one goes to the tree's reader, which says why.
     pub(crate) fn destination<'t>(&self, line: &Line<'_>, path_text: &'t [u8], base: Option<&Path>) -> Destination<'t> {
-        let text = std::str::from_utf8(path_text).ok();
-        let (Some(keep), Some(p)) = (self.keep, text) else { return Destination::Tree(text) };
+        let checked = CheckedPath::of_bytes(path_text);
+        let (Some(keep), Some(p)) = (self.keep, checked) else { return Destination::Tree(checked) };
         if line.offset.is_none() || self.find_first.is_some() {
-            return Destination::Tree(text);
+            return Destination::Tree(checked);
         }
-        if (base.is_none() || p.starts_with('/')) && !keep(p) {
-            Destination::LeftOut(p)
+        if (base.is_none() || p.as_str().starts_with('/')) && !keep(p.as_str()) {
+            Destination::LeftOut(p.as_str())
         } else {
-            Destination::Tree(text)
+            Destination::Tree(checked)
         }
     }
 
@@ -167,11 +168,6 @@ impl Builder {
         let start = line.offset.unwrap_or_default() + skip;
         let end = end.unwrap_or(line.offset.unwrap_or_default() + line.text.len());
         self.left_out.push(LeftNode { start, end, path_len });
-    }
-
-    /// Checks a path (already UTF-8) as [`Builder::path`] does, without making it.
-    pub(crate) fn check_path(&self, line: &Line<'_>, offset: usize, path: &str) -> Result<(), DumpError> {
-        Path::check(path).map_err(|e| path_error(line, offset, e))
     }
 
     /// Validates a path given as bytes at `offset` of the line.
@@ -185,16 +181,23 @@ impl Builder {
         self.path_of_text(line, offset, bytes, None, base)
     }
 
-    /// [`Builder::path`], with the bytes' text if it is known to be UTF-8 already.
+    /// [`Builder::path`], with the bytes already checked as a path if they are one.
     pub(crate) fn path_of_text(
         &self,
         line: &Line<'_>,
         offset: usize,
         bytes: &[u8],
-        text: Option<&str>,
+        checked: Option<CheckedPath<'_>>,
         base: Option<&Path>,
     ) -> Result<Path, DumpError> {
-        let s = text.map_or_else(|| std::str::from_utf8(bytes), Ok).map_err(|e| {
+        if let Some(checked) = checked {
+            let path = Path::from_checked(checked);
+            return match base {
+                Some(base) if !path.is_absolute() => path.resolve(base).map_err(|e| path_error(line, offset, e)),
+                _ => Ok(path),
+            };
+        }
+        let s = std::str::from_utf8(bytes).map_err(|e| {
             let bad = e.valid_up_to();
             error_at(
                 line,
@@ -231,10 +234,10 @@ impl Builder {
 
 /// Where [`Builder::destination`] sends a node.
 pub(crate) enum Destination<'t> {
-    /// Left out; its path, as text.
+    /// Left out; its path, checked, as text.
     LeftOut(&'t str),
-    /// Into the tree; its path as text, if it is UTF-8.
-    Tree(Option<&'t str>),
+    /// Into the tree; its path, if it is a valid one.
+    Tree(Option<CheckedPath<'t>>),
 }
 
 /// A node of the input left out of the tree: its lines are `start..end` of the input, its

@@ -127,8 +127,7 @@ pub(crate) fn parse_flat_pass<'a>(
                 return Err(not_a_node(&line, skip, t));
             };
             let text = match b.destination(&line, path_text, opts.base) {
-                Destination::LeftOut(path) => {
-                    b.check_path(&line, skip, path)?;
+                Destination::LeftOut(_) => {
                     let owned = lines.peek().filter(|next| owned_by_unreadable(next, opts.perms));
                     let end = owned.and_then(|next| next.offset.map(|at| at + next.text.len()));
                     after_unreadable(&mut lines, opts.perms, b, &line)?;
@@ -155,7 +154,6 @@ pub(crate) fn parse_flat_pass<'a>(
         let path_text = &t[..space];
         let text = match b.destination(&line, path_text, opts.base) {
             Destination::LeftOut(path) => {
-                b.check_path(&line, skip, path)?;
                 b.check_dump_value(&line, skip + value_start, &t[value_start..value_end])?;
                 if opts.perms && perms.is_none() {
                     b.warn(&line, WarningKind::PermsUnreadable { path: path.to_string() });
