@@ -269,25 +269,18 @@ impl UserdataDir {
 
 /// A whole file, read until the end without asking its size first: a userdata file is a few
 /// kilobytes, and the `statx` that `std::fs::read` makes for the size is one more system call
-/// per domain beside the lock's six. The first bytes go to the stack, so that a small file
-/// costs an allocation of its own size, not of a guess (a thousand 8 KiB guesses are fresh
-/// pages the kernel must clear).
+/// per domain beside the lock's six. It is read into a buffer this thread keeps and copied out
+/// at its own size: a thousand fresh 8 KiB guesses were fresh pages the kernel had to clear.
 fn read_without_size(path: &Path) -> io::Result<Vec<u8>> {
-    use io::Read as _;
-    let mut file = File::open(path)?;
-    let mut first = [0u8; 8192];
-    let mut filled = 0;
-    while filled < first.len() {
-        match file.read(&mut first[filled..]) {
-            Ok(0) => return Ok(first[..filled].to_vec()),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(8192));
     }
-    let mut bytes = first.to_vec();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        // `Take` reads to the end as any reader does, with no size hint.
+        io::Read::read_to_end(&mut io::Read::take(File::open(path)?, u64::MAX), scratch)?;
+        Ok(scratch.as_slice().to_vec())
+    })
 }
 
 /// What [`UserdataDir::read_json_if_alive`] found.
