@@ -109,8 +109,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
             (Printed::ok(text), results)
         }
         Command::Retrieve { select, sources, bare } => {
-            let (policy, results) = load(&select, &sources, env)?;
-            (retrieve(&results, policy, bare), results)
+            let (policy, done) = load_then(&select, &sources, env, |r: &Reconciled| printed_config(r, bare))?;
+            let (results, printed): (Vec<Reconciled>, Vec<Option<String>>) = done.into_iter().unzip();
+            (retrieve(&results, policy, bare, printed), results)
         }
         Command::Explain { select, sources, output } => {
             let (policy, results) = load(&select, &sources, env)?;
@@ -139,6 +140,18 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
 }
 
 fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Policy, Vec<Reconciled>), CliError> {
+    let (policy, done) = load_then(select, sources, env, |_| ())?;
+    Ok((policy, done.into_iter().map(|(r, ())| r).collect()))
+}
+
+/// [`load`], with `then` of each domain made right after its reconcile
+/// ([`report::reconcile_all_then`]).
+fn load_then<T: Send>(
+    select: &Selection,
+    sources: &Sources,
+    env: &mut Env<'_>,
+    then: impl Fn(&Reconciled) -> T + Sync,
+) -> Result<(Policy, Vec<(Reconciled, T)>), CliError> {
     let stdin_users = [&sources.xenstore, &sources.json, &sources.hypervisor]
         .iter()
         .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
@@ -151,7 +164,7 @@ fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Pol
     }
     let opened = OpenedSources::from_sources(sources, select, env.stdin)?;
     let policy = opened.policy;
-    Ok((policy, report::reconcile_all(opened.load(select)?)))
+    Ok((policy, report::reconcile_all_then(opened.load(select)?, then)))
 }
 
 fn paint(choice: ColorChoice, env: &Env<'_>) -> Paint {
@@ -171,9 +184,19 @@ fn explanation(results: &[Reconciled], policy: Policy, output: Output, env: &Env
     }
 }
 
-/// `retrieve`: `xl list -l`'s array (or the bare configs) on stdout; what libxl would log, and
-/// why a domain has no configuration, on stderr.
-fn retrieve(results: &[Reconciled], policy: Policy, bare: bool) -> Printed {
+/// What `retrieve` prints of a domain's configuration, if it has one: its element of
+/// `xl list -l`'s array, or with `bare` the configuration alone.
+fn printed_config(r: &Reconciled, bare: bool) -> Option<String> {
+    if bare {
+        r.outcome.config.as_ref().ok().map(|c| c.to_libxl_json())
+    } else {
+        xl_list_entry(&r.outcome)
+    }
+}
+
+/// `retrieve`: `xl list -l`'s array (or the bare configs) on stdout, from each domain's
+/// [`printed_config`]; what libxl would log, and why a domain has no configuration, on stderr.
+fn retrieve(results: &[Reconciled], policy: Policy, bare: bool, printed: Vec<Option<String>>) -> Printed {
     let mut stderr = String::new();
     for r in results {
         for line in r.outcome.stderr_lines() {
@@ -186,12 +209,7 @@ fn retrieve(results: &[Reconciled], policy: Policy, bare: bool) -> Printed {
             }
         }
     }
-    let stdout = if bare {
-        results.iter().filter_map(|r| r.outcome.config.as_ref().ok()).map(|c| c.to_libxl_json()).collect()
-    } else {
-        // Each domain's element printed on the pool, as the domains were reconciled.
-        let entries = par::map(results.iter().collect(), |r: &Reconciled| xl_list_entry(&r.outcome));
-        join_xl_list(&entries.into_iter().flatten().collect::<Vec<_>>())
-    };
+    let printed = printed.into_iter().flatten();
+    let stdout = if bare { printed.collect() } else { join_xl_list(&printed.collect::<Vec<_>>()) };
     Printed { stdout, stderr, status: EXIT_OK }
 }

@@ -63,11 +63,23 @@ impl Reconciled {
 /// Domains are independent (merge-core is pure and a snapshot is shared read-only), so a host
 /// is split over the available cores; the result does not depend on how.
 pub fn reconcile_all(loaded: LoadedHost) -> Vec<Reconciled> {
+    reconcile_all_then(loaded, |_| ()).into_iter().map(|(r, ())| r).collect()
+}
+
+/// [`reconcile_all`], with `then` of each domain made on the same thread right after its
+/// reconcile, while its configuration is still in the core's cache, and with no second pass
+/// over the pool (`retrieve` prints each domain so).
+pub fn reconcile_all_then<T: Send>(
+    loaded: LoadedHost,
+    then: impl Fn(&Reconciled) -> T + Sync,
+) -> Vec<(Reconciled, T)> {
     let LoadedHost { policy, host, domains, .. } = loaded;
     let one = |inputs: DomainInputs| {
         let outcome =
             reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host: &host }, policy);
-        Reconciled { inputs, outcome }
+        let reconciled = Reconciled { inputs, outcome };
+        let made = then(&reconciled);
+        (reconciled, made)
     };
     super::par::map(domains, one)
 }
