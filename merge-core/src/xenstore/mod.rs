@@ -261,11 +261,7 @@ impl Nodes {
     /// both ends.
     fn below<'a>(&'a self, prefix: &str) -> NodesIter<'a> {
         match self {
-            Nodes::Sorted(v) => {
-                let start = sorted_position(v, prefix, false);
-                let len = v[start..].iter().take_while(|(k, _)| k.as_str().starts_with(prefix)).count();
-                NodesIter::Sorted(v[start..start + len].iter())
-            }
+            Nodes::Sorted(v) => NodesIter::Sorted(below_slice(v, prefix).iter()),
             Nodes::Map(_) => {
                 // The first string past every one that starts with `prefix`: `/` is followed
                 // by `0`.
@@ -297,6 +293,23 @@ impl Nodes {
             Nodes::Sorted(_) => unreachable!("made a map above"),
         }
     }
+}
+
+/// The nodes whose paths start with `prefix`, in strictly increasing paths: one search for the
+/// first, and for the end a gallop from there, which stays among the few nodes of a subtree
+/// where a second search would walk the whole array again.
+fn below_slice<'a>(nodes: &'a [(Path, Node)], prefix: &str) -> &'a [(Path, Node)] {
+    let start = sorted_position(nodes, prefix, false);
+    let rest = &nodes[start..];
+    let inside = |(k, _): &(Path, Node)| k.as_str().starts_with(prefix);
+    let mut step = 1;
+    while step <= rest.len() && inside(&rest[step - 1]) {
+        step *= 2;
+    }
+    // The subtree ends within the last step: at or after `step / 2`, at or before `step - 1`.
+    let from = step / 2;
+    let within = &rest[from..rest.len().min(step)];
+    &rest[..from + within.partition_point(inside)]
 }
 
 /// The index of the first node at or past a lower bound, in strictly increasing paths.
@@ -530,11 +543,20 @@ impl Tree {
         }
         let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
+        // An array is searched only among the nodes below `path`, found once: each child's
+        // search then stays in a few cache lines instead of crossing the host's array.
+        let below = match &self.nodes {
+            Nodes::Sorted(v) => Some(below_slice(v, &lower)),
+            Nodes::Map(_) => None,
+        };
         loop {
             let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
             let prefix = &lower.as_bytes()[..prefix_len];
-            let next = self.nodes.first_from(bound).filter(|(k, _)| k.as_str().as_bytes().starts_with(prefix));
-            let Some((key, _)) = next else { break };
+            let next = match below {
+                Some(nodes) => nodes.get(lower_position(nodes, bound)).map(|(k, n)| (k, n)),
+                None => self.nodes.first_from(bound),
+            };
+            let Some((key, _)) = next.filter(|(k, _)| k.as_str().as_bytes().starts_with(prefix)) else { break };
             let rest = &key.as_str()[prefix_len..];
             let child = match rest.find('/') {
                 Some(i) => &rest[..i],
@@ -667,6 +689,24 @@ mod tests {
                 assert_eq!(sorted_position(&nodes, key, false), plain, "{key:?} among {} paths", nodes.len());
                 let plain = nodes.partition_point(|(k, _)| k.as_str() <= key);
                 assert_eq!(sorted_position(&nodes, key, true), plain, "{key:?} (past equal)");
+            }
+        }
+    }
+
+    #[test]
+    fn the_gallop_finds_every_subtree_a_filter_finds() {
+        // Subtrees of every size around the gallop's powers of two, between neighbours that
+        // share their prefix but for the separator (`/d/a-…`, `/d/a0`).
+        for size in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 64, 100] {
+            let mut paths = vec!["/d/a-x".to_string(), "/d/a".to_string(), "/d/a0".to_string(), "/c".to_string()];
+            paths.extend((0..size).map(|i| format!("/d/a/{i:03}")));
+            paths.sort();
+            let nodes: Vec<(Path, Node)> = paths.iter().map(|t| (p(t), Node::new(Vec::new()))).collect();
+            for prefix in ["/d/a/", "/d/", "/", "/d/a/0", "/e/"] {
+                let filtered: Vec<&str> =
+                    paths.iter().map(String::as_str).filter(|t| t.starts_with(prefix)).collect();
+                let found: Vec<&str> = below_slice(&nodes, prefix).iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(found, filtered, "{prefix:?} with {size} below /d/a");
             }
         }
     }
