@@ -703,8 +703,7 @@ mod tests {
             paths.sort();
             let nodes: Vec<(Path, Node)> = paths.iter().map(|t| (p(t), Node::new(Vec::new()))).collect();
             for prefix in ["/d/a/", "/d/", "/", "/d/a/0", "/e/"] {
-                let filtered: Vec<&str> =
-                    paths.iter().map(String::as_str).filter(|t| t.starts_with(prefix)).collect();
+                let filtered: Vec<&str> = paths.iter().map(String::as_str).filter(|t| t.starts_with(prefix)).collect();
                 let found: Vec<&str> = below_slice(&nodes, prefix).iter().map(|(k, _)| k.as_str()).collect();
                 assert_eq!(found, filtered, "{prefix:?} with {size} below /d/a");
             }

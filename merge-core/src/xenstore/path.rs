@@ -376,7 +376,8 @@ mod tests {
             assert_eq!(path_bytes_ok(&bytes), !slow_bad_byte && !slow_double, "{bytes:?}");
             checked_as_path_new(&bytes);
         }
-        for bytes in [&b""[..], b"/", b"a", b"/a/", &[b'a'; 2049], &[b'/'; 1], &b"/a".repeat(1536), &b"/a".repeat(1537)] {
+        for bytes in [&b""[..], b"/", b"a", b"/a/", &[b'a'; 2049], &[b'/'; 1], &b"/a".repeat(1536), &b"/a".repeat(1537)]
+        {
             checked_as_path_new(bytes);
         }
     }

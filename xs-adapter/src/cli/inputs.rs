@@ -50,12 +50,13 @@ pub struct DomainInputs {
     pub notes: Vec<InputNote>,
 }
 
-/// Everything the engine needs for the selected domains.
+/// Everything the engine needs for the selected domains: each domain's inputs, or what was
+/// made of them as they were read ([`OpenedSources::load_each`]).
 #[derive(Debug, Clone)]
-pub struct LoadedHost {
+pub struct LoadedHost<D = DomainInputs> {
     pub policy: Policy,
     pub host: HostInfo,
-    pub domains: Vec<DomainInputs>,
+    pub domains: Vec<D>,
     /// Domains of `--all` found destroyed once their userdata lock was held: not listed, as
     /// `xl list -l` does.
     pub vanished: Vec<u32>,
@@ -95,13 +96,14 @@ pub struct OpenedSources {
 }
 
 /// The userdata files of the domains `--hypervisor` lists, read under their locks on a thread
-/// of their own while the dump is read.
+/// of their own while the dump is read, each handed over as soon as it is read.
 ///
 /// Why: libxl's lock protocol creates and removes a file per domain in one directory, and the
 /// kernel serialises those on the directory's lock. Run on every core after the dump, the
 /// threads spun on that lock; on one thread beside the dump parser, the work fills the time
 /// the parser leaves idle (on the 1,000-guest bench host: system time 84 → 71 ms, wall time
-/// 164 → 151 ms, means of 20 interleaved runs).
+/// 164 → 151 ms, means of 20 interleaved runs). The reads take longer than the parse, so the
+/// domains already read are reconciled while the last ones are ([`ReadsSoFar::take`]).
 ///
 /// What a domain gets is what reading it after the dump gives:
 /// * only a dump gets a read-ahead: with a live daemon, libxl's check that the domain still
@@ -115,13 +117,26 @@ pub struct OpenedSources {
 ///   Like `xl list -l`, which lists the hypervisor's domains, xlsync took its lock and
 ///   released it.
 pub(super) struct ReadAhead {
-    reader: Option<std::thread::JoinHandle<Reads>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// The domain list, sent as soon as the reader has parsed it (nothing if it does not parse).
     parsed: Option<std::sync::mpsc::Receiver<HostInfo>>,
+    reads: ReadsSoFar,
 }
 
-/// The reads made ahead, by domid, with the uuid each was read under.
-type Reads = std::collections::HashMap<u32, (String, JsonRead)>;
+/// The reads made ahead so far, shared with the reader.
+struct ReadsSoFar(std::sync::Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>);
+
+/// What the reader has done so far.
+#[derive(Default)]
+struct Progress {
+    /// The domains it will read, once it has parsed the list.
+    wanted: std::collections::HashSet<u32>,
+    /// Each domain read, by domid, with the uuid it was read under; `None` for a read that
+    /// failed.
+    reads: std::collections::HashMap<u32, (String, Option<JsonRead>)>,
+    /// It has read every domain it wanted (or the list did not parse).
+    done: bool,
+}
 
 impl ReadAhead {
     /// Starts reading the files of the selected domains that `listed` names. The list is parsed
@@ -141,35 +156,71 @@ impl ReadAhead {
             Locking::None => Locking::None,
         };
         let (send_parsed, parsed) = std::sync::mpsc::sync_channel(1);
+        let progress = std::sync::Arc::new((std::sync::Mutex::new(Progress::default()), std::sync::Condvar::new()));
+        let shared = std::sync::Arc::clone(&progress);
         let reader = std::thread::spawn(move || {
+            // However the reader ends, nobody waits for it after.
+            let _done = DoneWhenDropped(std::sync::Arc::clone(&shared));
+            let (state, changed) = &*shared;
+            let update = |change: &mut dyn FnMut(&mut Progress)| {
+                change(&mut state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                changed.notify_all();
+            };
             let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
-                return Reads::new();
+                return;
             };
             let selected = |domid: u32| if named.is_empty() { domid != 0 } else { named.contains(&domid) };
             let wanted: Vec<(u32, String)> =
                 host.domains.values().filter(|d| selected(d.domid)).map(|d| (d.domid, d.uuid.clone())).collect();
+            // Known before the list is sent, so that no domain is waited for that is not read.
+            update(&mut |p| p.wanted = wanted.iter().map(|(domid, _)| *domid).collect());
             // Loading may have stopped on the dump's error: nobody to send to.
             let _ = send_parsed.send(host);
-            wanted
-                .into_iter()
-                .filter_map(|(domid, uuid)| {
-                    let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok()?;
-                    Some((domid, (uuid, read)))
-                })
-                .collect()
+            for (domid, uuid) in wanted {
+                let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok();
+                let mut entry = Some((uuid, read));
+                update(&mut |p| {
+                    if let Some(entry) = entry.take() {
+                        p.reads.insert(domid, entry);
+                    }
+                });
+            }
         });
-        ReadAhead { reader: Some(reader), parsed: Some(parsed) }
+        ReadAhead { reader: Some(reader), parsed: Some(parsed), reads: ReadsSoFar(progress) }
     }
 
     /// The domain list as the reader parsed it, once it has (`None` if it does not parse).
     fn parsed_list(&mut self) -> Option<HostInfo> {
         self.parsed.take()?.recv().ok()
     }
+}
 
-    /// Every read made, by domid, once all are done.
-    fn finish(mut self) -> Reads {
-        let reads = self.reader.take().map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        reads.unwrap_or_default()
+impl ReadsSoFar {
+    /// The read of `domid` made ahead under `uuid`, once it is made; `None` if it was not
+    /// made (not wanted, another uuid, or it failed), and it is made again by the caller.
+    fn take(&self, domid: u32, uuid: &str) -> Option<JsonRead> {
+        let (state, changed) = &*self.0;
+        let mut progress = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some((read_under, read)) = progress.reads.remove(&domid) {
+                return read.filter(|_| read_under == uuid);
+            }
+            if progress.done || !progress.wanted.contains(&domid) {
+                return None;
+            }
+            progress = changed.wait(progress).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// Marks the reader done, and wakes whoever waits for it, when it ends.
+struct DoneWhenDropped(std::sync::Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>);
+
+impl Drop for DoneWhenDropped {
+    fn drop(&mut self) {
+        let (state, changed) = &*self.0;
+        state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).done = true;
+        changed.notify_all();
     }
 }
 
@@ -329,7 +380,18 @@ impl OpenedSources {
     }
 
     /// Resolves the domains and reads every input.
-    pub fn load(mut self, select: &Selection) -> Result<LoadedHost, CliError> {
+    pub fn load(self, select: &Selection) -> Result<LoadedHost, CliError> {
+        self.load_each(select, |_, _, inputs| inputs)
+    }
+
+    /// [`OpenedSources::load`], with `each` domain's inputs turned into what the caller makes of
+    /// them (with the host and the policy) as soon as they are read, on the thread that read
+    /// them: a host's domains are reconciled while the last userdata files are read ahead.
+    pub fn load_each<D: Send>(
+        mut self,
+        select: &Selection,
+        each: impl Fn(&HostInfo, Policy, DomainInputs) -> D + Sync,
+    ) -> Result<LoadedHost<D>, CliError> {
         let scheduler = self.scheduler.unwrap_or(Scheduler::Credit2);
         // The list the reads ahead parsed is the one given, with the same scheduler.
         let parsed_ahead = self.read_ahead.as_mut().and_then(ReadAhead::parsed_list);
@@ -427,26 +489,31 @@ impl OpenedSources {
             }
         }
         // The JSON: on all cores, since each userdata file not read ahead is read under its own
-        // lock, which costs a file creation and removal, and every file is parsed.
+        // lock, which costs a file creation and removal, and every file is parsed; and what
+        // the caller makes of each domain, right after. Domains are taken in order, as the
+        // reads ahead are made.
         let live_client = std::sync::Mutex::new(live_client);
-        let mut read_ahead = self.read_ahead.take().map(ReadAhead::finish).unwrap_or_default();
-        let staged_reads: Vec<(&Staged, Option<JsonRead>)> = staged
-            .iter()
-            .map(|s| {
-                let read = read_ahead.remove(&s.domid).filter(|(uuid, _)| *uuid == s.uuid).map(|(_, read)| read);
-                (s, read)
-            })
-            .collect();
-        let jsons =
-            super::par::map(staged_reads, |(s, read)| json_of(s, read, &self.json, policy, select, &live_client));
-        let mut domains = Vec::with_capacity(staged.len());
-        let mut vanished = Vec::new();
-        for (Staged { domid, tree, mut notes, .. }, json) in staged.into_iter().zip(jsons) {
-            match json? {
+        let read_ahead = self.read_ahead.take();
+        let reads_ahead = read_ahead.as_ref().map(|ahead| &ahead.reads);
+        let (json_source, host_ref) = (&self.json, &host);
+        let domids_staged: Vec<u32> = staged.iter().map(|s| s.domid).collect();
+        let loaded = super::par::map(staged, |s: Staged| {
+            let Staged { domid, tree, mut notes, uuid } = s;
+            let read = reads_ahead.and_then(|reads| reads.take(domid, &uuid));
+            Ok(match json_of(domid, &uuid, read, json_source, policy, select, &live_client)? {
                 Some((json, note)) => {
                     notes.push(note);
-                    domains.push(DomainInputs { domid, tree, json, notes });
+                    Some(each(host_ref, policy, DomainInputs { domid, tree, json, notes }))
                 }
+                None => None,
+            })
+        });
+        drop(read_ahead);
+        let mut domains = Vec::with_capacity(loaded.len());
+        let mut vanished = Vec::new();
+        for (domid, made) in domids_staged.into_iter().zip(loaded) {
+            match made? {
+                Some(made) => domains.push(made),
                 // As `xl list -l`: a domain destroyed meanwhile is not listed.
                 None => vanished.push(domid),
             }
@@ -519,14 +586,14 @@ fn stage(
 /// A domain's JSON replica and where it came from; `None` for a domain of `--all` found
 /// destroyed under its userdata lock, which `xl list -l` does not list.
 fn json_of(
-    s: &Staged,
+    domid: u32,
+    uuid: &str,
     read_ahead: Option<JsonRead>,
     json: &JsonSource,
     policy: Policy,
     select: &Selection,
     live_client: &std::sync::Mutex<Option<Box<Client>>>,
 ) -> Result<Option<(JsonReplica, InputNote)>, CliError> {
-    let domid = s.domid;
     Ok(Some(match json {
         JsonSource::File { origin, bytes } => {
             let json =
@@ -552,12 +619,12 @@ fn json_of(
             };
             let read = match read_ahead {
                 Some(read) => Ok(read),
-                None => dir.read_json_if_alive(domid, &s.uuid, *locking, &mut alive),
+                None => dir.read_json_if_alive(domid, uuid, *locking, &mut alive),
             };
             if let Some(e) = probe_error {
                 return Err(live_error(e));
             }
-            let path = dir.json_path(domid, &s.uuid);
+            let path = dir.json_path(domid, uuid);
             match read.map_err(userdata_error)? {
                 JsonRead::DomainGone if select.domids.is_empty() => return Ok(None),
                 JsonRead::DomainGone => {
@@ -584,7 +651,7 @@ fn json_of(
         }
         JsonSource::Embedded { origin, files } => match files.iter().find(|(d, _)| *d == domid) {
             Some((_, bytes)) => {
-                let name = crate::userdata::data_file_name(domid, &s.uuid, crate::userdata::LIBXL_JSON);
+                let name = crate::userdata::data_file_name(domid, uuid, crate::userdata::LIBXL_JSON);
                 let json = parse_json(bytes, domid, policy).unwrap_or_else(|e| JsonReplica::Invalid(e.to_string()));
                 (json, InputNote::from("userdata", name, origin.clone()))
             }

@@ -144,8 +144,9 @@ fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Pol
     Ok((policy, done.into_iter().map(|(r, ())| r).collect()))
 }
 
-/// [`load`], with `then` of each domain made right after its reconcile
-/// ([`report::reconcile_all_then`]).
+/// [`load`], with `then` of each domain made right after its reconcile, on the same thread,
+/// while its configuration is still in the core's cache; each domain is reconciled as soon as
+/// its inputs are read ([`OpenedSources::load_each`]).
 fn load_then<T: Send>(
     select: &Selection,
     sources: &Sources,
@@ -164,7 +165,12 @@ fn load_then<T: Send>(
     }
     let opened = OpenedSources::from_sources(sources, select, env.stdin)?;
     let policy = opened.policy;
-    Ok((policy, report::reconcile_all_then(opened.load(select)?, then)))
+    let loaded = opened.load_each(select, |host, policy, inputs| {
+        let reconciled = report::reconcile_one(host, policy, inputs);
+        let made = then(&reconciled);
+        (reconciled, made)
+    })?;
+    Ok((policy, loaded.domains))
 }
 
 fn paint(choice: ColorChoice, env: &Env<'_>) -> Paint {

@@ -14,14 +14,41 @@ const MIN_SHARED: usize = 32;
 /// enough that taking them costs nothing.
 const RUN: usize = 8;
 
-/// `items.map(f)`, on the pool's threads (one per core), keeping the order.
+/// `items.map(f)`, on the pool's threads (one per core), keeping the order. The threads take
+/// runs of [`RUN`] items in the order given, so that the first items are done first: a domain
+/// whose userdata file is still being read ahead ([`super::inputs`]) comes after those already
+/// read, and a thread that must wait for one waits the least.
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
     if items.len() < MIN_SHARED {
         return items.into_iter().map(f).collect();
     }
-    let f = &f;
-    items.into_par_iter().with_min_len(RUN).map(f).collect()
+    let n = items.len();
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let start = next.fetch_add(RUN, Ordering::Relaxed);
+        if start >= n {
+            break;
+        }
+        for i in start..n.min(start + RUN) {
+            // Each index is taken by one thread, once: the item is there, and its slot empty.
+            let item = items[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(item) = item {
+                *results[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f(item));
+            }
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 1..rayon::current_num_threads() {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
+    let results = results.into_iter().map(|r| r.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+    results.map(|r| r.expect("every item is mapped once")).collect()
 }
 
 /// Drops `value` on a thread of the pool. Freeing a thousand domains' trees and documents takes

@@ -3,6 +3,7 @@
 
 use super::inputs::{DomainInputs, InputNote, LoadedHost};
 use merge_core::decision::{Class, Decision, Subject};
+use merge_core::hypervisor::HostInfo;
 use merge_core::plan::Step;
 use merge_core::reconcile::{reconcile, Inputs, Outcome, Policy};
 use serde_json::{json, Value};
@@ -63,25 +64,14 @@ impl Reconciled {
 /// Domains are independent (merge-core is pure and a snapshot is shared read-only), so a host
 /// is split over the available cores; the result does not depend on how.
 pub fn reconcile_all(loaded: LoadedHost) -> Vec<Reconciled> {
-    reconcile_all_then(loaded, |_| ()).into_iter().map(|(r, ())| r).collect()
+    let LoadedHost { policy, host, domains, .. } = loaded;
+    super::par::map(domains, |inputs| reconcile_one(&host, policy, inputs))
 }
 
-/// [`reconcile_all`], with `then` of each domain made on the same thread right after its
-/// reconcile, while its configuration is still in the core's cache, and with no second pass
-/// over the pool (`retrieve` prints each domain so).
-pub fn reconcile_all_then<T: Send>(
-    loaded: LoadedHost,
-    then: impl Fn(&Reconciled) -> T + Sync,
-) -> Vec<(Reconciled, T)> {
-    let LoadedHost { policy, host, domains, .. } = loaded;
-    let one = |inputs: DomainInputs| {
-        let outcome =
-            reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host: &host }, policy);
-        let reconciled = Reconciled { inputs, outcome };
-        let made = then(&reconciled);
-        (reconciled, made)
-    };
-    super::par::map(domains, one)
+/// Reconciles one domain of `host`.
+pub fn reconcile_one(host: &HostInfo, policy: Policy, inputs: DomainInputs) -> Reconciled {
+    let outcome = reconcile(Inputs { domid: inputs.domid, json: &inputs.json, tree: &inputs.tree, host }, policy);
+    Reconciled { inputs, outcome }
 }
 
 /// ANSI styling, or none.
