@@ -109,9 +109,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
             (Printed::ok(text), results)
         }
         Command::Retrieve { select, sources, bare } => {
-            let (policy, done) = load_then(&select, &sources, env, |r: &Reconciled| printed_config(r, bare))?;
-            let (results, printed): (Vec<Reconciled>, Vec<Option<String>>) = done.into_iter().unzip();
-            (retrieve(&results, policy, bare, printed), results)
+            // Each domain is printed, and dropped, on the thread that reconciled it: retrieve
+            // keeps only what it prints, so a thread's next domain reuses the memory its last
+            // one freed.
+            let (_, retrieved) = load_then(&select, &sources, env, |r: Reconciled| Retrieved::of(&r, bare))?;
+            (retrieve(retrieved, bare), Vec::new())
         }
         Command::Explain { select, sources, output } => {
             let (policy, results) = load(&select, &sources, env)?;
@@ -140,19 +142,18 @@ pub fn run(args: impl IntoIterator<Item = OsString>, env: &mut Env<'_>) -> Resul
 }
 
 fn load(select: &Selection, sources: &Sources, env: &mut Env<'_>) -> Result<(Policy, Vec<Reconciled>), CliError> {
-    let (policy, done) = load_then(select, sources, env, |_| ())?;
-    Ok((policy, done.into_iter().map(|(r, ())| r).collect()))
+    load_then(select, sources, env, |r| r)
 }
 
-/// [`load`], with `then` of each domain made right after its reconcile, on the same thread,
-/// while its configuration is still in the core's cache; each domain is reconciled as soon as
-/// its inputs are read ([`OpenedSources::load_each`]).
+/// [`load`], with `then` made of each domain right after its reconcile, on the same thread,
+/// while the domain is still in the core's cache; each domain is reconciled as soon as its
+/// inputs are read ([`OpenedSources::load_each`]).
 fn load_then<T: Send>(
     select: &Selection,
     sources: &Sources,
     env: &mut Env<'_>,
-    then: impl Fn(&Reconciled) -> T + Sync,
-) -> Result<(Policy, Vec<(Reconciled, T)>), CliError> {
+    then: impl Fn(Reconciled) -> T + Sync,
+) -> Result<(Policy, Vec<T>), CliError> {
     let stdin_users = [&sources.xenstore, &sources.json, &sources.hypervisor]
         .iter()
         .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
@@ -165,11 +166,7 @@ fn load_then<T: Send>(
     }
     let opened = OpenedSources::from_sources(sources, select, env.stdin)?;
     let policy = opened.policy;
-    let loaded = opened.load_each(select, |host, policy, inputs| {
-        let reconciled = report::reconcile_one(host, policy, inputs);
-        let made = then(&reconciled);
-        (reconciled, made)
-    })?;
+    let loaded = opened.load_each(select, |host, policy, inputs| then(report::reconcile_one(host, policy, inputs)))?;
     Ok((policy, loaded.domains))
 }
 
@@ -190,32 +187,37 @@ fn explanation(results: &[Reconciled], policy: Policy, output: Output, env: &Env
     }
 }
 
-/// What `retrieve` prints of a domain's configuration, if it has one: its element of
-/// `xl list -l`'s array, or with `bare` the configuration alone.
-fn printed_config(r: &Reconciled, bare: bool) -> Option<String> {
-    if bare {
-        r.outcome.config.as_ref().ok().map(|c| c.to_libxl_json())
-    } else {
-        xl_list_entry(&r.outcome)
-    }
+/// What `retrieve` prints of one domain.
+struct Retrieved {
+    /// Its element of `xl list -l`'s array (with `--bare`, its configuration), if it has one.
+    stdout: Option<String>,
+    /// What libxl would log for it, and (under no-loss) why it has no configuration.
+    stderr: String,
 }
 
-/// `retrieve`: `xl list -l`'s array (or the bare configs) on stdout, from each domain's
-/// [`printed_config`]; what libxl would log, and why a domain has no configuration, on stderr.
-fn retrieve(results: &[Reconciled], policy: Policy, bare: bool, printed: Vec<Option<String>>) -> Printed {
-    let mut stderr = String::new();
-    for r in results {
+impl Retrieved {
+    fn of(r: &Reconciled, bare: bool) -> Retrieved {
+        let stdout =
+            if bare { r.outcome.config.as_ref().ok().map(|c| c.to_libxl_json()) } else { xl_list_entry(&r.outcome) };
+        let mut stderr = String::new();
         for line in r.outcome.stderr_lines() {
             stderr.push_str(&line);
             stderr.push('\n');
         }
-        if policy == Policy::NoLoss {
+        if r.outcome.policy == Policy::NoLoss {
             if let Err(e) = &r.outcome.config {
                 stderr.push_str(&format!("xlsync: domain {}: {e}\n", r.inputs.domid));
             }
         }
+        Retrieved { stdout, stderr }
     }
-    let printed = printed.into_iter().flatten();
+}
+
+/// `retrieve`: `xl list -l`'s array (or the bare configs) on stdout; what libxl would log, and
+/// why a domain has no configuration, on stderr.
+fn retrieve(domains: Vec<Retrieved>, bare: bool) -> Printed {
+    let stderr = domains.iter().map(|d| d.stderr.as_str()).collect();
+    let printed = domains.into_iter().filter_map(|d| d.stdout);
     let stdout = if bare { printed.collect() } else { join_xl_list(&printed.collect::<Vec<_>>()) };
     Printed { stdout, stderr, status: EXIT_OK }
 }
