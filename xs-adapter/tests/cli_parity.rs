@@ -120,6 +120,45 @@ fn bare_retrieve_prints_the_userdata_shape() {
     assert!(text(&out.stdout).starts_with("{\n    \"c_info\": {\n"), "libxl's 4-space layout");
 }
 
+/// Under no-loss, `retrieve` lists the domains it can configure and says on stderr, in domain
+/// order, why another has no configuration (here one the hypervisor lists with neither a
+/// userdata file nor a xenstore home).
+#[test]
+fn retrieve_names_a_domain_without_configuration_on_stderr() {
+    let dir = ScenarioDir::spike("a-agree");
+    let tmp = tempfile::tempdir().unwrap();
+    let uuid = dir.scenario.host.domain(1).unwrap().uuid.clone();
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::copy(dir.json_file(1).unwrap(), lib.join(format!("userdata-d.1.{uuid}.libxl-json"))).unwrap();
+    let domains = tmp.path().join("domains.txt");
+    std::fs::write(
+        &domains,
+        format!(
+            "domid=1 uuid={uuid} type=pv weight=256 cap=0\n\
+             domid=7 uuid=77777777-7777-4777-8777-777777777777 type=pv weight=256 cap=0\n"
+        ),
+    )
+    .unwrap();
+    let out = output(
+        xlsync()
+            .args(["retrieve", "1", "7", "--no-lock", "--xenstore"])
+            .arg(dir.dir.join("xenstore.txt"))
+            .arg("--hypervisor")
+            .arg(&domains)
+            .arg("--userdata-dir")
+            .arg(&lib),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        lines(&out.stderr),
+        ["xlsync: domain 7: domain 7 is not configured: no userdata file and no /local/domain/7 in xenstore"]
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let domids: Vec<u64> = listed.as_array().unwrap().iter().map(|d| d["domid"].as_u64().unwrap()).collect();
+    assert_eq!(domids, [1]);
+}
+
 /// A record whose pointer leads outside what `Scope::Libxl417` fetches (here a vtpm `backend`
 /// moved elsewhere, with a uuid libxl rejects) is followed live as libxl follows it: `--all
 /// --live` still equals `xl list -l`, warning included.
