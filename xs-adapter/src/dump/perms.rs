@@ -77,7 +77,10 @@ pub(crate) struct PermsInterner {
 impl PermsInterner {
     pub(crate) fn intern(&mut self, text: &[u8]) -> Option<Perms> {
         if let Some(i) = self.recent.iter().position(|(t, _)| &**t == text) {
-            self.recent[..=i].rotate_right(1);
+            // Most lines repeat the list of the line before: nothing to move.
+            if i > 0 {
+                self.recent[..=i].rotate_right(1);
+            }
             return Some(self.recent[0].1.clone());
         }
         let perms = match self.seen.get(text) {
