@@ -136,6 +136,9 @@ struct Progress {
     reads: std::collections::HashMap<u32, (String, Option<JsonRead>)>,
     /// It has read every domain it wanted (or the list did not parse).
     done: bool,
+    /// How many threads wait for a read: the reader wakes them only then, since a wake-up is
+    /// a system call and most reads are taken long after they are made.
+    waiting: usize,
 }
 
 impl ReadAhead {
@@ -163,8 +166,13 @@ impl ReadAhead {
             let _done = DoneWhenDropped(std::sync::Arc::clone(&shared));
             let (state, changed) = &*shared;
             let update = |change: &mut dyn FnMut(&mut Progress)| {
-                change(&mut state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-                changed.notify_all();
+                let mut progress = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                change(&mut progress);
+                let wake = progress.waiting > 0;
+                drop(progress);
+                if wake {
+                    changed.notify_all();
+                }
             };
             let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
                 return;
@@ -208,7 +216,9 @@ impl ReadsSoFar {
             if progress.done || !progress.wanted.contains(&domid) {
                 return None;
             }
+            progress.waiting += 1;
             progress = changed.wait(progress).unwrap_or_else(std::sync::PoisonError::into_inner);
+            progress.waiting -= 1;
         }
     }
 }
