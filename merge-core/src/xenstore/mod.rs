@@ -257,8 +257,7 @@ impl Nodes {
     }
 
     /// The nodes whose paths start with `prefix`, which ends in `/`, in order. An array finds
-    /// the first with one search and counts the rest as it goes, where a range searches for
-    /// both ends.
+    /// them with [`below_slice`], where a range searches the whole array for both ends.
     fn below<'a>(&'a self, prefix: &str) -> NodesIter<'a> {
         match self {
             Nodes::Sorted(v) => NodesIter::Sorted(below_slice(v, prefix).iter()),
@@ -271,11 +270,21 @@ impl Nodes {
         }
     }
 
-    /// The first node at or past `lower`: one search where a range takes two.
-    fn first_from(&self, lower: Bound<&str>) -> Option<(&Path, &Node)> {
+    /// All the nodes, to search.
+    fn searched(&self) -> Searched<'_> {
         match self {
-            Nodes::Sorted(v) => v.get(lower_position(v, lower)).map(|(k, n)| (k, n)),
-            Nodes::Map(m) => m.range::<_, str>((lower, Bound::Unbounded)).next(),
+            Nodes::Sorted(v) => Searched::Slice(v),
+            Nodes::Map(m) => Searched::Map(m),
+        }
+    }
+
+    /// The nodes to search for those whose paths start with `prefix`: an array's own slice of
+    /// them, found once, so that each later search stays in a few cache lines instead of
+    /// crossing the host's array; a map whole.
+    fn searched_below(&self, prefix: &str) -> Searched<'_> {
+        match self {
+            Nodes::Sorted(v) => Searched::Slice(below_slice(v, prefix)),
+            Nodes::Map(m) => Searched::Map(m),
         }
     }
 
@@ -291,6 +300,23 @@ impl Nodes {
         match self {
             Nodes::Map(m) => m,
             Nodes::Sorted(_) => unreachable!("made a map above"),
+        }
+    }
+}
+
+/// Some of a tree's nodes, searched by a lower bound.
+#[derive(Clone, Copy)]
+enum Searched<'a> {
+    Slice(&'a [(Path, Node)]),
+    Map(&'a OrdMap<Path, Node>),
+}
+
+impl<'a> Searched<'a> {
+    /// The first node at or past `lower`: one search where a range takes two.
+    fn first_from(self, lower: Bound<&str>) -> Option<(&'a Path, &'a Node)> {
+        match self {
+            Searched::Slice(v) => v.get(lower_position(v, lower)).map(|(k, n)| (k, n)),
+            Searched::Map(m) => m.range::<_, str>((lower, Bound::Unbounded)).next(),
         }
     }
 }
@@ -495,7 +521,8 @@ impl Tree {
 
     pub fn has_descendants(&self, path: &Path) -> bool {
         let start = path.subtree_start();
-        self.nodes.first_from(Bound::Included(&start)).is_some_and(|(k, _)| k.as_str().starts_with(start.as_str()))
+        let first = self.nodes.searched().first_from(Bound::Included(&start));
+        first.is_some_and(|(k, _)| k.as_str().starts_with(start.as_str()))
     }
 
     /// Removes `path` and everything below it.
@@ -543,20 +570,12 @@ impl Tree {
         }
         let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
-        // An array is searched only among the nodes below `path`, found once: each child's
-        // search then stays in a few cache lines instead of crossing the host's array.
-        let below = match &self.nodes {
-            Nodes::Sorted(v) => Some(below_slice(v, &lower)),
-            Nodes::Map(_) => None,
-        };
+        let below = self.nodes.searched_below(&lower);
         loop {
             let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
             let prefix = &lower.as_bytes()[..prefix_len];
-            let next = match below {
-                Some(nodes) => nodes.get(lower_position(nodes, bound)).map(|(k, n)| (k, n)),
-                None => self.nodes.first_from(bound),
-            };
-            let Some((key, _)) = next.filter(|(k, _)| k.as_str().as_bytes().starts_with(prefix)) else { break };
+            let next = below.first_from(bound).filter(|(k, _)| k.as_str().as_bytes().starts_with(prefix));
+            let Some((key, _)) = next else { break };
             let rest = &key.as_str()[prefix_len..];
             let child = match rest.find('/') {
                 Some(i) => &rest[..i],

@@ -124,6 +124,7 @@ pub(super) struct ReadAhead {
 }
 
 /// The reads made ahead so far, shared with the reader.
+#[derive(Clone)]
 struct ReadsSoFar(std::sync::Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>);
 
 /// What the reader has done so far.
@@ -159,21 +160,11 @@ impl ReadAhead {
             Locking::None => Locking::None,
         };
         let (send_parsed, parsed) = std::sync::mpsc::sync_channel(1);
-        let progress = std::sync::Arc::new((std::sync::Mutex::new(Progress::default()), std::sync::Condvar::new()));
-        let shared = std::sync::Arc::clone(&progress);
+        let reads = ReadsSoFar(std::sync::Arc::default());
+        let shared = reads.clone();
         let reader = std::thread::spawn(move || {
             // However the reader ends, nobody waits for it after.
-            let _done = DoneWhenDropped(std::sync::Arc::clone(&shared));
-            let (state, changed) = &*shared;
-            let update = |change: &mut dyn FnMut(&mut Progress)| {
-                let mut progress = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                change(&mut progress);
-                let wake = progress.waiting > 0;
-                drop(progress);
-                if wake {
-                    changed.notify_all();
-                }
-            };
+            let progress = DoneWhenDropped(shared);
             let Ok(host) = HostInfo::parse_domains_txt(&text, scheduler.unwrap_or(Scheduler::Credit2)) else {
                 return;
             };
@@ -181,20 +172,17 @@ impl ReadAhead {
             let wanted: Vec<(u32, String)> =
                 host.domains.values().filter(|d| selected(d.domid)).map(|d| (d.domid, d.uuid.clone())).collect();
             // Known before the list is sent, so that no domain is waited for that is not read.
-            update(&mut |p| p.wanted = wanted.iter().map(|(domid, _)| *domid).collect());
+            progress.0.update(|p| p.wanted = wanted.iter().map(|(domid, _)| *domid).collect());
             // Loading may have stopped on the dump's error: nobody to send to.
             let _ = send_parsed.send(host);
             for (domid, uuid) in wanted {
                 let read = dir.read_json_if_alive(domid, &uuid, locking, &mut || true).ok();
-                let mut entry = Some((uuid, read));
-                update(&mut |p| {
-                    if let Some(entry) = entry.take() {
-                        p.reads.insert(domid, entry);
-                    }
+                progress.0.update(|p| {
+                    p.reads.insert(domid, (uuid, read));
                 });
             }
         });
-        ReadAhead { reader: Some(reader), parsed: Some(parsed), reads: ReadsSoFar(progress) }
+        ReadAhead { reader: Some(reader), parsed: Some(parsed), reads }
     }
 
     /// The domain list as the reader parsed it, once it has (`None` if it does not parse).
@@ -204,6 +192,18 @@ impl ReadAhead {
 }
 
 impl ReadsSoFar {
+    /// Changes what the reader has done, and wakes whoever waits for a read.
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        let (state, changed) = &*self.0;
+        let mut progress = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut progress);
+        let wake = progress.waiting > 0;
+        drop(progress);
+        if wake {
+            changed.notify_all();
+        }
+    }
+
     /// The read of `domid` made ahead under `uuid`, once it is made; `None` if it was not
     /// made (not wanted, another uuid, or it failed), and it is made again by the caller.
     fn take(&self, domid: u32, uuid: &str) -> Option<JsonRead> {
@@ -223,14 +223,12 @@ impl ReadsSoFar {
     }
 }
 
-/// Marks the reader done, and wakes whoever waits for it, when it ends.
-struct DoneWhenDropped(std::sync::Arc<(std::sync::Mutex<Progress>, std::sync::Condvar)>);
+/// The reader's side of the reads, marked done, waking whoever waits for them, when it ends.
+struct DoneWhenDropped(ReadsSoFar);
 
 impl Drop for DoneWhenDropped {
     fn drop(&mut self) {
-        let (state, changed) = &*self.0;
-        state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).done = true;
-        changed.notify_all();
+        self.0.update(|p| p.done = true);
     }
 }
 
@@ -506,26 +504,24 @@ impl OpenedSources {
         let read_ahead = self.read_ahead.take();
         let reads_ahead = read_ahead.as_ref().map(|ahead| &ahead.reads);
         let (json_source, host_ref) = (&self.json, &host);
-        let domids_staged: Vec<u32> = staged.iter().map(|s| s.domid).collect();
         let loaded = super::par::map(staged, |s: Staged| {
             let Staged { domid, tree, mut notes, uuid } = s;
             let read = reads_ahead.and_then(|reads| reads.take(domid, &uuid));
-            Ok(match json_of(domid, &uuid, read, json_source, policy, select, &live_client)? {
-                Some((json, note)) => {
-                    notes.push(note);
-                    Some(each(host_ref, policy, DomainInputs { domid, tree, json, notes }))
-                }
-                None => None,
-            })
+            let json = json_of(domid, &uuid, read, json_source, policy, select, &live_client)?;
+            let made = json.map(|(json, note)| {
+                notes.push(note);
+                each(host_ref, policy, DomainInputs { domid, tree, json, notes })
+            });
+            Ok((domid, made))
         });
         drop(read_ahead);
         let mut domains = Vec::with_capacity(loaded.len());
         let mut vanished = Vec::new();
-        for (domid, made) in domids_staged.into_iter().zip(loaded) {
-            match made? {
-                Some(made) => domains.push(made),
+        for loaded in loaded {
+            match loaded? {
+                (_, Some(made)) => domains.push(made),
                 // As `xl list -l`: a domain destroyed meanwhile is not listed.
-                None => vanished.push(domid),
+                (domid, None) => vanished.push(domid),
             }
         }
         if let Some(e) = stage_error {

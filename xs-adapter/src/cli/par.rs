@@ -9,7 +9,7 @@
 /// the least worth sharing, and a command about a few domains never starts the pool.
 const MIN_SHARED: usize = 32;
 
-/// The fewest items a thread takes at a time: small enough that the threads finish together
+/// How many items a thread takes at a time: small enough that the threads finish together
 /// though domains differ in cost (an HVM guest with a QEMU, a guest with many devices), large
 /// enough that taking them costs nothing.
 const RUN: usize = 8;
@@ -19,36 +19,17 @@ const RUN: usize = 8;
 /// whose userdata file is still being read ahead ([`super::inputs`]) comes after those already
 /// read, and a thread that must wait for one waits the least.
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+    use rayon::iter::{ParallelBridge, ParallelIterator};
     if items.len() < MIN_SHARED {
         return items.into_iter().map(f).collect();
     }
-    let n = items.len();
-    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let work = || loop {
-        let start = next.fetch_add(RUN, Ordering::Relaxed);
-        if start >= n {
-            break;
-        }
-        for i in start..n.min(start + RUN) {
-            // Each index is taken by one thread, once: the item is there, and its slot empty.
-            let item = items[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-            if let Some(item) = item {
-                *results[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f(item));
-            }
-        }
-    };
-    rayon::scope(|scope| {
-        for _ in 1..rayon::current_num_threads() {
-            scope.spawn(|_| work());
-        }
-        work();
-    });
-    let results = results.into_iter().map(|r| r.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
-    results.map(|r| r.expect("every item is mapped once")).collect()
+    let mut items = items.into_iter();
+    let runs = std::iter::from_fn(|| Some(items.by_ref().take(RUN).collect::<Vec<T>>()).filter(|run| !run.is_empty()));
+    // A bridge hands the runs out one at a time, in order, to whichever thread asks first.
+    let mut done: Vec<(usize, Vec<R>)> =
+        runs.enumerate().par_bridge().map(|(i, run)| (i, run.into_iter().map(&f).collect())).collect();
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().flat_map(|(_, run)| run).collect()
 }
 
 /// Drops `value` on a thread of the pool. Freeing a thousand domains' trees and documents takes

@@ -132,7 +132,7 @@ impl Builder {
     ) -> Result<R, DumpError> {
         // Fast path: nothing to unescape. Every byte is looked at, with no branch per byte, so
         // that the loop is vector compares.
-        if text.iter().fold(true, |plain, &b| plain & (b.wrapping_sub(b' ') < 95) & (b != b'\\')) {
+        if text.iter().fold(true, |plain, &b| plain & (b.wrapping_sub(b' ') <= b'~' - b' ') & (b != b'\\')) {
             if text.len() > VALUE_MAX {
                 return Err(error_at(line, offset, DumpErrorKind::ValueTooLong { len: text.len(), max: VALUE_MAX }));
             }
@@ -191,22 +191,17 @@ impl Builder {
         checked: Option<CheckedPath<'_>>,
         base: Option<&Path>,
     ) -> Result<Path, DumpError> {
-        if let Some(checked) = checked {
-            let path = Path::from_checked(checked);
-            return match base {
-                Some(base) if !path.is_absolute() => path.resolve(base).map_err(|e| path_error(line, offset, e)),
-                _ => Ok(path),
-            };
-        }
-        let s = std::str::from_utf8(bytes).map_err(|e| {
-            let bad = e.valid_up_to();
-            error_at(
-                line,
-                offset + bad,
-                DumpErrorKind::BadPath(merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad }),
-            )
-        })?;
-        let path = Path::new(s).map_err(|e| path_error(line, offset, e))?;
+        let path = match checked {
+            Some(checked) => Path::from_checked(checked),
+            None => {
+                let s = std::str::from_utf8(bytes).map_err(|e| {
+                    let bad = e.valid_up_to();
+                    let bad_char = merge_core::xenstore::PathError::BadChar { ch: '\u{fffd}', offset: bad };
+                    error_at(line, offset + bad, DumpErrorKind::BadPath(bad_char))
+                })?;
+                Path::new(s).map_err(|e| path_error(line, offset, e))?
+            }
+        };
         match base {
             Some(base) if !path.is_absolute() => path.resolve(base).map_err(|e| path_error(line, offset, e)),
             _ => Ok(path),
