@@ -27,6 +27,7 @@
 //! protocol, except that it waits a bounded time ([`LockOptions::timeout`]) instead of forever,
 //! and the timeout error names the lock file.
 
+use merge_core::xenstore::{concat, Decimal};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -44,12 +45,12 @@ pub const DOMAIN_USERDATA_LOCK: &str = "domain-userdata-lock";
 
 /// `userdata-d.<domid>.<uuid>.<userid>`: a data file.
 pub fn data_file_name(domid: u32, uuid: &str, userid: &str) -> String {
-    format!("userdata-d.{domid}.{uuid}.{userid}")
+    concat(&["userdata-d.", Decimal::of(domid).as_str(), ".", uuid, ".", userid])
 }
 
 /// `userdata-l.<domid>.<uuid>.domain-userdata-lock`: the userdata lock file.
 pub fn lock_file_name(domid: u32, uuid: &str) -> String {
-    format!("userdata-l.{domid}.{uuid}.{DOMAIN_USERDATA_LOCK}")
+    concat(&["userdata-l.", Decimal::of(domid).as_str(), ".", uuid, ".", DOMAIN_USERDATA_LOCK])
 }
 
 /// Everything that can go wrong with userdata files, each naming the file.

@@ -10,7 +10,7 @@ use crate::config::Object;
 use crate::cparse;
 use crate::libxl_log::{self as log, LogLine};
 use crate::rules::{DeviceKind, IdentityKey, KindRule, ListSource};
-use crate::xenstore::Node;
+use crate::xenstore::{concat, Decimal, Node};
 use serde_json::Value;
 
 /// One device as libxl's `from_xenstore` builds it.
@@ -270,11 +270,11 @@ pub fn libxl_list(xs: &XsView<'_>, domid: u32, rule: &KindRule) -> Listing {
 }
 
 fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevice>> {
-    let base = format!("/libxl/{domid}/device");
+    let d = Decimal::of(domid);
     let dir = if rule.kind == DeviceKind::Disk {
         // libxl__device_disk_get_path: vbd or virtio_disk, never both.
-        let xen = format!("{base}/vbd");
-        let virtio = format!("{base}/virtio_disk");
+        let xen = concat(&["/libxl/", d.as_str(), "/device/vbd"]);
+        let virtio = concat(&["/libxl/", d.as_str(), "/device/virtio_disk"]);
         let has_xen = ctx.read_checked(&xen)?.is_some() || ctx.xs.exists(&xen);
         let has_virtio = ctx.read_checked(&virtio)?.is_some() || ctx.xs.exists(&virtio);
         if has_xen && has_virtio {
@@ -291,13 +291,17 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
             xen
         }
     } else {
-        format!("{base}/{}", rule.xs_kind)
+        concat(&["/libxl/", d.as_str(), "/device/", rule.xs_kind])
     };
     let mut out = Vec::new();
     for entry in ctx.xs.directory(&dir) {
         // libxl reads `<dir>/<atoi(entry)>`, not `<dir>/<entry>`.
         let nr = cparse::atoi(entry.as_bytes());
-        out.push(record_from_xenstore(ctx, rule, &format!("{dir}/{nr}"), nr)?);
+        let record = match u32::try_from(nr) {
+            Ok(n) => concat(&[&dir, "/", Decimal::of(n).as_str()]),
+            Err(_) => format!("{dir}/{nr}"),
+        };
+        out.push(record_from_xenstore(ctx, rule, &record, nr)?);
     }
     Ok(out)
 }
@@ -550,7 +554,16 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(mac.len() * 3);
+    for (i, b) in mac.iter().enumerate() {
+        if i > 0 {
+            text.push(':');
+        }
+        text.push(HEX[usize::from(b >> 4)] as char);
+        text.push(HEX[usize::from(b & 15)] as char);
+    }
+    text
 }
 
 fn nic_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
@@ -796,7 +809,7 @@ fn vsnd_from_xenstore(ctx: &mut Ctx<'_>, p: &str, dev: &mut XsDevice) -> R<()> {
 }
 
 fn list_pci(ctx: &mut Ctx<'_>, domid: u32) -> R<Vec<XsDevice>> {
-    list_pci_at(ctx, &format!("/local/domain/0/backend/pci/{domid}/0"))
+    list_pci_at(ctx, &concat(&["/local/domain/0/backend/pci/", Decimal::of(domid).as_str(), "/0"]))
 }
 
 /// The PCI devices of the backend at `be` (any backend domain, any devid), read as libxl

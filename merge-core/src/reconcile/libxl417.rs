@@ -11,6 +11,7 @@ use crate::observe::xs::{Read, XsView};
 use crate::plan::Plan;
 use crate::rules::{json_identity, DeviceKind, IdentityRule, KindRule, MergeRule};
 use crate::xenstore::leading_components;
+use crate::xenstore::{concat, Decimal};
 use serde_json::Value;
 
 /// `LIBXL_MEMKB_DEFAULT`: MemKB's init value, omitted on output.
@@ -29,7 +30,7 @@ pub enum DmVersion {
 }
 
 pub fn dm_version_running(xs: &XsView<'_>, domid: u32, logs: &mut Vec<LogLine>) -> (DmVersion, Evidence) {
-    let path = format!("/libxl/{domid}/dm-version");
+    let path = concat(&["/libxl/", Decimal::of(domid).as_str(), "/dm-version"]);
     let v = xs.value(&path);
     let ev = Evidence::new(path.clone(), v.clone());
     let Some(v) = v else { return (DmVersion::QemuXenTraditional, ev) };
@@ -268,7 +269,7 @@ fn run_steps(run: &mut Run<'_>) -> Result<DomainConfig, Stop> {
     }
 
     // Step 7: the name. A missing node "fails" with rc 0: the raw JSON is the result.
-    let name_path = format!("/local/domain/{domid}/name");
+    let name_path = concat(&["/local/domain/", Decimal::of(domid).as_str(), "/name"]);
     let Some(name) = run.xs.value(&name_path) else {
         run.logs.push(LogLine::new(log::NAME_FAILED, Some(domid), "Fail to get domain name"));
         run.decisions.push(
@@ -365,11 +366,12 @@ fn avail_vcpus(
     }
     // libxl_bitmap_alloc sizes the map in whole bytes; bits beyond are dropped.
     let capacity = (max_vcpus as u32).div_ceil(8) * 8;
+    let cpu_dir = concat(&["/local/domain/", Decimal::of(domid).as_str(), "/cpu"]);
     let from_xenstore = |run: &mut Run<'_>| -> Result<(Vec<u32>, Vec<Evidence>), Stop> {
         let mut set = Vec::new();
         let mut ev = Vec::new();
         for i in 0..max_vcpus as u32 {
-            let path = format!("/local/domain/{domid}/cpu/{i}/availability");
+            let path = concat(&[&cpu_dir, "/", Decimal::of(i).as_str(), "/availability"]);
             match run.xs.read(&path) {
                 Read::Value(v) => {
                     if v == "online" {
@@ -408,13 +410,13 @@ fn avail_vcpus(
                 DmVersion::QemuXenTraditional => {
                     let (v, mut ev) = from_xenstore(run)?;
                     ev.insert(0, dm_ev);
-                    (v, ev, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")))
+                    (v, ev, Provenance::Xenstore(cpu_dir))
                 }
             }
         }
         Some(DomainType::Pv) | Some(DomainType::Pvh) => {
             let (v, ev) = from_xenstore(run)?;
-            (v, ev, Provenance::Xenstore(format!("/local/domain/{domid}/cpu")))
+            (v, ev, Provenance::Xenstore(cpu_dir))
         }
         _ => {
             return Err(Stop::Crash {
@@ -430,9 +432,9 @@ fn avail_vcpus(
 
 fn memory(run: &mut Run<'_>, cfg: &mut DomainConfig, json: &JsonAsParsed) -> Result<(), Stop> {
     let domid = run.inputs.domid;
-    let dompath = format!("/local/domain/{domid}");
-    let target_path = format!("{dompath}/memory/target");
-    let max_path = format!("{dompath}/memory/static-max");
+    let dompath = concat(&["/local/domain/", Decimal::of(domid).as_str()]);
+    let target_path = concat(&[&dompath, "/memory/target"]);
+    let max_path = concat(&[&dompath, "/memory/static-max"]);
     let errno_of = |r: &Read| match r {
         Read::Error(e) => *e,
         _ => log::ENOENT,
@@ -572,7 +574,7 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
         run.logs.push(LogLine::new(
             log::NO_DEVICES_FROM_XENSTORE,
             Some(domid),
-            format!("No {} from xenstore", rule.xs_kind),
+            concat(&["No ", rule.xs_kind, " from xenstore"]),
         ));
     }
     let entries = cfg.take_devices(array);
@@ -600,7 +602,7 @@ fn merge_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindRule
                     "libxl417.device.found",
                     Class::Consistent,
                     Action::Kept,
-                    format!("found in xenstore at {}", dev.record_path),
+                    concat(&["found in xenstore at ", &dev.record_path]),
                 )
                 .with_json(Some(entry.clone()))
                 .with_evidence(vec![Evidence::new(dev.record_path.clone(), None)]);

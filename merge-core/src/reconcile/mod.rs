@@ -156,12 +156,13 @@ fn overwrite_field(
     use crate::decision::{Action, Class, Subject};
     let old = field_value(cfg, field);
     let class = if old == value { Class::Consistent } else { Class::Overwritten };
+    let (source, name) = provenance.text_parts();
     let decision = Decision::new(
         Subject::Field(field),
         rule,
         class,
         Action::Overwritten,
-        format!("{field} comes from {provenance}"),
+        crate::xenstore::concat(&[field, " comes from ", source, name]),
     )
     .with_json(old)
     .with_evidence(evidence)

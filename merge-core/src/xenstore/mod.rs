@@ -13,7 +13,7 @@
 mod path;
 
 pub(crate) use path::valid_component;
-pub use path::{leading_components, CheckedPath, Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
+pub use path::{concat, leading_components, CheckedPath, Decimal, Path, PathError, ABS_PATH_MAX, REL_PATH_MAX};
 
 use imbl::OrdMap;
 use std::fmt;

@@ -60,6 +60,10 @@ pub struct LoadedHost<D = DomainInputs> {
     /// Domains of `--all` found destroyed once their userdata lock was held: not listed, as
     /// `xl list -l` does.
     pub vanished: Vec<u32>,
+    /// The host's snapshot, which every domain's tree shares (`None` when each domain was read
+    /// on its own). It is held here so that the caller decides when and where its nodes are
+    /// freed: otherwise the last domain to be dropped frees them all, on a loading thread.
+    pub snapshot: Option<Tree>,
 }
 
 /// The text and provenance of a `domains.txt`.
@@ -422,11 +426,11 @@ impl OpenedSources {
         // The trees, per domain.
         // The live client stays open for libxl's post-lock check that each domain still exists.
         let mut live_client: Option<Box<Client>> = None;
-        let (domids, trees): (Vec<u32>, Vec<Tree>) = match self.snapshot {
+        let (domids, trees, snapshot): (Vec<u32>, Vec<Tree>, Option<Tree>) = match self.snapshot {
             Snapshot::Tree { tree, origin } => {
                 let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
                 let trees = domids.iter().map(|_| tree.clone()).collect();
-                (domids, trees)
+                (domids, trees, Some(tree))
             }
             Snapshot::Live { mut client } => {
                 // Permissions decide trust under no-loss; libxl reads as dom0 and never looks.
@@ -452,7 +456,7 @@ impl OpenedSources {
                     let domids = pick_domains(select, &tree, host_file.as_ref(), json_file_domain, &origin)?;
                     let trees = domids.iter().map(|_| tree.clone()).collect();
                     live_client = Some(client);
-                    (domids, trees)
+                    (domids, trees, Some(tree))
                 } else {
                     let mut trees = Vec::new();
                     for &d in &select.domids {
@@ -462,7 +466,7 @@ impl OpenedSources {
                         check_exists(d, tree, host_file.as_ref(), &client.endpoint().to_string())?;
                     }
                     live_client = Some(client);
-                    (select.domids.clone(), trees)
+                    (select.domids.clone(), trees, None)
                 }
             }
         };
@@ -527,7 +531,7 @@ impl OpenedSources {
         if let Some(e) = stage_error {
             return Err(e);
         }
-        Ok(LoadedHost { policy, host, domains, vanished })
+        Ok(LoadedHost { policy, host, domains, vanished, snapshot })
     }
 }
 
@@ -553,7 +557,7 @@ fn stage(
     let hv = match hypervisor {
         Some((file, text)) => match file.domain(domid) {
             Some(d) => {
-                let source = format!("--hypervisor {}", text.origin);
+                let source = merge_core::xenstore::concat(&["--hypervisor ", &text.origin]);
                 notes.push(InputNote::from("uuid", d.uuid.clone(), source.clone()));
                 notes.push(InputNote::from("type", d.guest_type.as_str(), source.clone()));
                 notes.push(InputNote::from("sched_params", format!("weight {} cap {}", d.weight, d.cap), source));

@@ -167,6 +167,9 @@ fn load_then<T: Send>(
     let opened = OpenedSources::from_sources(sources, select, env.stdin)?;
     let policy = opened.policy;
     let loaded = opened.load_each(select, |host, policy, inputs| then(report::reconcile_one(host, policy, inputs)))?;
+    // A host's nodes are freed while its domains are printed (usually not at all: the process
+    // exits first), not by whichever loading thread drops the last domain.
+    par::drop_in_background(loaded.snapshot);
     Ok((policy, loaded.domains))
 }
 
