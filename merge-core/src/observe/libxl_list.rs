@@ -89,8 +89,7 @@ impl<'t> Local<'t> {
     fn load(xs: &XsView<'t>, dir: &str) -> Option<Local<'t>> {
         let p = crate::xenstore::Path::new(dir).ok()?;
         let prefix_len = dir.len() + 1;
-        let tree: &'t crate::xenstore::Tree = xs.tree;
-        let mut children: Vec<(&'t str, &'t Node)> = tree
+        let mut children: Vec<(&'t str, &'t Node)> = xs
             .subtree(&p)
             .filter(|(k, _)| k.as_str().len() > prefix_len && !k.as_str()[prefix_len..].contains('/'))
             .map(|(k, node)| (&k.as_str()[prefix_len..], node))

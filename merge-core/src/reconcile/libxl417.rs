@@ -175,7 +175,7 @@ pub fn retrieve(inputs: Inputs<'_>) -> Outcome {
     // Room for a domain's usual decisions (six fields, a few devices): a decision is large, and
     // a list grown one step at a time copied them again at each step.
     let decisions = Vec::with_capacity(16);
-    let mut run = Run { inputs, xs: XsView::new(inputs.tree), logs: Vec::new(), decisions };
+    let mut run = Run { inputs, xs: XsView::for_domain(inputs.tree, inputs.domid), logs: Vec::new(), decisions };
     let config = match run_steps(&mut run) {
         Ok(c) => Ok(c),
         Err(Stop::Failed(reason)) => {

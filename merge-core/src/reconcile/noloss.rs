@@ -31,7 +31,7 @@ struct Run<'a> {
 
 pub fn reconcile(inputs: Inputs<'_>) -> Outcome {
     let domid = inputs.domid;
-    let mut run = Run { domid, xs: XsView::new(inputs.tree), decisions: Vec::new(), steps: Vec::new() };
+    let mut run = Run { domid, xs: XsView::for_domain(inputs.tree, domid), decisions: Vec::new(), steps: Vec::new() };
     let hv = inputs.host.domain(domid).cloned();
     let home = format!("/local/domain/{domid}");
     if *inputs.json == JsonReplica::Missing && !Path::new(&home).is_ok_and(|p| inputs.tree.exists(&p)) {

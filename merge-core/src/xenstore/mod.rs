@@ -312,12 +312,47 @@ enum Searched<'a> {
 }
 
 impl<'a> Searched<'a> {
+    /// The node at `path`, if present.
+    fn get(self, path: &str) -> Option<&'a Node> {
+        self.get_key_value(path).map(|(_, n)| n)
+    }
+
+    /// The node at `path` with its path, if present.
+    fn get_key_value(self, path: &str) -> Option<(&'a Path, &'a Node)> {
+        match self {
+            Searched::Slice(v) => {
+                v.get(sorted_position(v, path, false)).filter(|(k, _)| k.as_str() == path).map(|(k, n)| (k, n))
+            }
+            Searched::Map(m) => m.get_key_value(path),
+        }
+    }
+
     /// The first node at or past `lower`: one search where a range takes two.
     fn first_from(self, lower: Bound<&str>) -> Option<(&'a Path, &'a Node)> {
         match self {
             Searched::Slice(v) => v.get(lower_position(v, lower)).map(|(k, n)| (k, n)),
             Searched::Map(m) => m.range::<_, str>((lower, Bound::Unbounded)).next(),
         }
+    }
+}
+
+/// The nodes of a sorted tree below one directory, found once and searched in place of the
+/// whole array for any path below that directory ([`Tree::window`]). A domain's reconcile reads
+/// mostly below its home and its `/libxl` directory; a search there stays among that domain's
+/// few nodes, already in the cache, where a search of the host's array misses the cache at
+/// nearly every probe.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'t> {
+    /// The directory's own path followed by `/`.
+    prefix: &'t str,
+    nodes: &'t [(Path, Node)],
+}
+
+impl<'t> Window<'t> {
+    /// The nodes of the window that covers `path` (it lies below the window's directory) among
+    /// `windows`, if one does.
+    fn covering(windows: &[Option<Window<'t>>], path: &str) -> Option<&'t [(Path, Node)]> {
+        windows.iter().flatten().find(|w| path.starts_with(w.prefix)).map(|w| w.nodes)
     }
 }
 
@@ -552,14 +587,8 @@ impl Tree {
         own.into_iter().chain(self.nodes.below(&path.subtree_start()))
     }
 
-    /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
-    /// (its own line missing from a partial dump) is listed too.
-    pub fn children(&self, path: &Path) -> Vec<String> {
-        self.children_of_str(path.as_str())
-    }
-
-    /// [`Tree::children`] for a path given as text (an invalid path has no children).
-    pub fn children_of_str(&self, path: &str) -> Vec<String> {
+    /// [`Tree::children_of_str`], searching a window instead when one covers `path`'s children.
+    pub fn children_of_str_in<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Vec<String> {
         let prefix_len = if path == "/" { 1 } else { path.len() + 1 };
         // One buffer for every search's lower bound: the prefix, then `<prefix><child>` or
         // `<prefix><child>0`. A key found that does not start with the prefix ends the list.
@@ -570,7 +599,10 @@ impl Tree {
         }
         let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
-        let below = self.nodes.searched_below(&lower);
+        let below = match self.own_window(windows, &lower) {
+            Some(nodes) => Searched::Slice(below_slice(nodes, &lower)),
+            None => self.nodes.searched_below(&lower),
+        };
         loop {
             let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
             let prefix = &lower.as_bytes()[..prefix_len];
@@ -599,6 +631,70 @@ impl Tree {
             out.dedup();
         }
         out
+    }
+
+    /// The nodes below the directory `prefix` (its path followed by `/`, borrowed from the
+    /// tree's own nodes), to search in its place ([`Window`]). `None` for a tree that is a map
+    /// (searches there do not cross an array) or with nothing below `prefix`.
+    pub fn window(&self, prefix: &str) -> Option<Window<'_>> {
+        let Nodes::Sorted(v) = &self.nodes else { return None };
+        let nodes = below_slice(v, prefix);
+        let prefix = &nodes.first()?.0.as_str()[..prefix.len()];
+        Some(Window { prefix, nodes })
+    }
+
+    /// The window among `windows` that covers `path`, if it is one of this tree's own.
+    fn own_window<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Option<&'t [(Path, Node)]> {
+        let Nodes::Sorted(all) = &self.nodes else { return None };
+        // A window of another tree would answer for that tree: such a window is not used.
+        Window::covering(windows, path).filter(|w| all.as_ptr_range().contains(&w.as_ptr()))
+    }
+
+    /// The nodes to search for `path`: a window's when one covers it, else all of them.
+    fn searched_for<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Searched<'t> {
+        match self.own_window(windows, path) {
+            Some(nodes) => Searched::Slice(nodes),
+            None => self.nodes.searched(),
+        }
+    }
+
+    /// [`Tree::get_str`], searching a window instead when one covers `path`.
+    pub fn get_str_in<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Option<&'t Node> {
+        self.searched_for(windows, path).get(path)
+    }
+
+    /// [`Tree::subtree`], searching a window instead when one covers `path`'s descendants.
+    pub fn subtree_in<'t>(
+        &'t self,
+        windows: &[Option<Window<'t>>],
+        path: &Path,
+    ) -> impl Iterator<Item = (&'t Path, &'t Node)> + 't {
+        let start = path.subtree_start();
+        let own = self.searched_for(windows, path.as_str()).get_key_value(path.as_str());
+        let below = match self.own_window(windows, &start) {
+            Some(nodes) => NodesIter::Sorted(below_slice(nodes, &start).iter()),
+            None => self.nodes.below(&start),
+        };
+        own.into_iter().chain(below)
+    }
+
+    /// [`Tree::exists`], searching a window instead when one covers `path`.
+    pub fn exists_in<'t>(&'t self, windows: &[Option<Window<'t>>], path: &Path) -> bool {
+        let start = path.subtree_start();
+        let searched = self.searched_for(windows, &start);
+        searched.get(path.as_str()).is_some()
+            || searched.first_from(Bound::Included(&start)).is_some_and(|(k, _)| k.as_str().starts_with(start.as_str()))
+    }
+
+    /// The names of `path`'s children, sorted. A child that is only implied by a deeper node
+    /// (its own line missing from a partial dump) is listed too.
+    pub fn children(&self, path: &Path) -> Vec<String> {
+        self.children_of_str(path.as_str())
+    }
+
+    /// [`Tree::children`] for a path given as text (an invalid path has no children).
+    pub fn children_of_str(&self, path: &str) -> Vec<String> {
+        self.children_of_str_in(&[], path)
     }
 
     /// A tree holding only `path`'s subtree.
@@ -727,6 +823,44 @@ mod tests {
                 assert_eq!(found, filtered, "{prefix:?} with {size} below /d/a");
             }
         }
+    }
+
+    #[test]
+    fn windows_answer_as_the_whole_tree_does() {
+        // Every path of up to three bytes below `/`, some present: each window, alone or with
+        // another, must not change any answer, for present, absent, implied and invalid paths.
+        let all: Vec<String> = texts(&["/"], b"a0/-", 3).into_iter().filter(|t| Path::new(t).is_ok()).collect();
+        let nodes: Vec<(Path, Node)> =
+            all.iter().step_by(3).map(|t| (p(t), Node::new(t.as_bytes().to_vec()))).collect();
+        let t = Tree::from_sorted(nodes);
+        let other = Tree::from_sorted(vec![(p("/a/0"), Node::new(Vec::new())), (p("/a/a/a"), Node::new(Vec::new()))]);
+        assert!(other.window("/a/").is_some());
+        let probes: Vec<String> = texts(&["/"], b"a0/-", 3).into_iter().chain(["".into(), "//a".into()]).collect();
+        let directories = ["/a/", "/0/", "/a/a/", "/a-/", "/", "/b/"];
+        for first in directories {
+            for second in directories {
+                let windows = [t.window(first), t.window(second)];
+                // The other tree's window covers the same paths, and must be ignored.
+                let foreign = [other.window(first), t.window(second)];
+                for probe in &probes {
+                    for w in [&windows, &foreign] {
+                        assert_eq!(t.get_str_in(w, probe), t.get_str(probe), "{probe:?} with {first} {second}");
+                        assert_eq!(t.children_of_str_in(w, probe), t.children_of_str(probe), "children {probe:?}");
+                        if let Ok(path) = Path::new(probe) {
+                            assert_eq!(t.exists_in(w, &path), t.exists(&path), "exists {probe:?}");
+                            let got: Vec<&Path> = t.subtree_in(w, &path).map(|(k, _)| k).collect();
+                            let want: Vec<&Path> = t.subtree(&path).map(|(k, _)| k).collect();
+                            assert_eq!(got, want, "subtree {probe:?} with {first} {second}");
+                        }
+                    }
+                }
+            }
+        }
+        // A map has no windows: its searches do not cross an array.
+        let mut map = t.clone();
+        map.insert(p("/z"), Node::new(Vec::new()));
+        assert!(map.window("/a/").is_none());
+        assert!(t.window("/a/").is_some() && t.window("/b/").is_none());
     }
 
     #[test]
