@@ -369,7 +369,12 @@ mod tests {
 
     #[test]
     fn a_component_is_a_path_without_a_separator() {
-        for name in ["", "a", "vif", "51712", "x_y@z-1", "a/b", "/", "a.b", "a b", "é", "colo-sock"] {
+        let long = "colo_filter_redirector1_queue_with_a_long_tail";
+        let bad_late = "colo_filter_redirector1_queue_with_a_long_tai.";
+        let slash_late = "colo_filter_redirector1_queue_with_a_long_tai/";
+        for name in
+            ["", "a", "vif", "51712", "x_y@z-1", "a/b", "/", "a.b", "a b", "é", "colo-sock", long, bad_late, slash_late]
+        {
             let as_path = format!("/{name}");
             let expected = !name.is_empty() && !name.contains('/') && Path::new(&as_path).is_ok();
             assert_eq!(valid_component(name), expected, "{name:?}");
