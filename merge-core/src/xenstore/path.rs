@@ -207,9 +207,17 @@ const PATH_BYTE: [bool; 256] = {
 };
 
 /// Whether `name` is one valid path component: not empty, and only the bytes a path allows,
-/// `/` aside.
-pub(crate) fn valid_component(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b != b'/' && PATH_BYTE[usize::from(b)])
+/// `/` aside. A `const fn`, so that a table of names can be checked when compiling.
+pub(crate) const fn valid_component(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'/' || !PATH_BYTE[bytes[i] as usize] {
+            return false;
+        }
+        i += 1;
+    }
+    !bytes.is_empty()
 }
 
 /// [`PATH_BYTE`] by arithmetic: `b | 0x20` folds `A-Z` onto `a-z` and sends no other allowed
