@@ -83,6 +83,17 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
+    // Most of a host's nodes, by a prefix compared whole: `/libxl/…` (all read) and
+    // `/local/domain/…`.
+    let bytes = path.as_bytes();
+    if bytes.starts_with(b"/libxl/") {
+        return true;
+    }
+    if bytes.starts_with(b"/local/domain/") {
+        if let Some(decided) = reads_home_node(path) {
+            return decided;
+        }
+    }
     // By the first name, without splitting the rest: all of `/libxl` (a third of a host's
     // nodes) is read, and nothing under any other top-level name (`/vm/<uuid>/…`, `/tool`)
     // than `/local`.
@@ -688,6 +699,8 @@ mod tests {
     fn reads_agrees_with_the_general_rule() {
         let tops = ["/vm/3a9f/name", "/vm", "/tool/xenstored", "//vm/x", "vm/x", "/localx/domain/1/name", "/libxlx/1"];
         let more = ["/local", "/local/", "//local/domain/1/name", "/libxl", "/libxl/1/device", "libxl/1", "/", ""];
+        let prefixes = ["/libxl/", "/libxl//1", "/local/domain/", "/local/domain//name", "/local/domain/1"];
+        let more = more.into_iter().chain(prefixes);
         let paths = crate::testkit::odd_home_paths().into_iter().chain(tops.into_iter().chain(more).map(String::from));
         for path in paths {
             assert_eq!(super::reads(&path), general(&path), "{path}");

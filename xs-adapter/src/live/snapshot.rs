@@ -111,7 +111,9 @@ pub fn in_libxl417_scope(path: &str) -> bool {
         matches!(merge_core::xenstore::leading_components(path), ["local", "domain", d, "vm", "", _]
             if d.parse::<u32>().is_ok())
     };
-    merge_core::reconcile::libxl417::reads(path) || (path.trim_end_matches('/').ends_with("/vm") && vm_node())
+    let bytes = path.as_bytes();
+    let end = bytes.iter().rposition(|&b| b != b'/').map_or(0, |last| last + 1);
+    merge_core::reconcile::libxl417::reads(path) || (bytes[..end].ends_with(b"/vm") && vm_node())
 }
 
 /// How a snapshot is made consistent.
