@@ -83,26 +83,22 @@ pub const HOME_PARTS_READ: &[&str] = &["name", "memory", "cpu", "domid"];
 /// [`pointers_outside`] gives the same outcome as the whole store (a law in
 /// `tests/libxl417_reads.rs`), so a live client need not fetch the rest.
 pub fn reads(path: &str) -> bool {
-    // Most of a host's nodes, by a prefix compared whole: `/libxl/…` (all read) and
-    // `/local/domain/…`.
     let bytes = path.as_bytes();
+    // Most of a host's nodes, by a prefix compared whole: all of `/libxl/…` (a third of a
+    // host's nodes) is read, and `/local/domain/…` is decided below.
     if bytes.starts_with(b"/libxl/") {
         return true;
     }
-    if bytes.starts_with(b"/local/domain/") {
-        if let Some(decided) = reads_home_node(path) {
-            return decided;
-        }
-    }
-    // By the first name, without splitting the rest: all of `/libxl` (a third of a host's
-    // nodes) is read, and nothing under any other top-level name (`/vm/<uuid>/…`, `/tool`)
-    // than `/local`.
-    if let Some(rest) = path.strip_prefix('/') {
-        // A byte loop: the first name is a few bytes, and a char search costs more to set up.
-        match &rest[..rest.bytes().position(|b| b == b'/').unwrap_or(rest.len())] {
-            "libxl" => return true,
-            "local" | "" => {}
-            _ => return false,
+    if !bytes.starts_with(b"/local/domain/") {
+        // By the first name, without splitting the rest: nothing under any other top-level
+        // name (`/vm/<uuid>/…`, `/tool`) than `/libxl` and `/local` is read.
+        if let Some(rest) = path.strip_prefix('/') {
+            // A byte loop: the first name is a few bytes, and a char search costs more to set up.
+            match &rest[..rest.bytes().position(|b| b == b'/').unwrap_or(rest.len())] {
+                "libxl" => return true,
+                "local" | "" => {}
+                _ => return false,
+            }
         }
     }
     reads_home_node(path).unwrap_or_else(|| reads_components(leading_components(path)))

@@ -230,16 +230,6 @@ impl Nodes {
         }
     }
 
-    fn get_key_value(&self, path: &str) -> Option<(&Path, &Node)> {
-        match self {
-            Nodes::Sorted(v) => {
-                let i = sorted_position(v, path, false);
-                v.get(i).filter(|(k, _)| k.as_str() == path).map(|(k, n)| (k, n))
-            }
-            Nodes::Map(m) => m.get_key_value(path),
-        }
-    }
-
     /// The nodes whose paths lie between the bounds, in order.
     fn range<'a>(&'a self, lower: Bound<&str>, upper: Bound<&str>) -> NodesIter<'a> {
         match self {
@@ -537,7 +527,7 @@ impl Tree {
 
     /// Looks up a path given as text; an invalid path is simply absent.
     pub fn get_str(&self, path: &str) -> Option<&Node> {
-        self.nodes.get_key_value(path).map(|(_, n)| n)
+        self.get_str_in(&[], path)
     }
 
     /// The complete text value at `path`, if present, readable, untruncated and UTF-8.
@@ -551,7 +541,7 @@ impl Tree {
 
     /// Whether `path` exists as a node or as the ancestor of one.
     pub fn exists(&self, path: &Path) -> bool {
-        self.contains(path) || self.has_descendants(path)
+        self.exists_in(&[], path)
     }
 
     pub fn has_descendants(&self, path: &Path) -> bool {
@@ -583,8 +573,7 @@ impl Tree {
 
     /// `path` itself (if present) and every node below it, sorted.
     pub fn subtree<'a>(&'a self, path: &Path) -> impl Iterator<Item = (&'a Path, &'a Node)> + 'a {
-        let own = self.nodes.get_key_value(path.as_str());
-        own.into_iter().chain(self.nodes.below(&path.subtree_start()))
+        self.subtree_in(&[], path)
     }
 
     /// [`Tree::children_of_str`], searching a window instead when one covers `path`'s children.
@@ -681,6 +670,8 @@ impl Tree {
     /// [`Tree::exists`], searching a window instead when one covers `path`.
     pub fn exists_in<'t>(&'t self, windows: &[Option<Window<'t>>], path: &Path) -> bool {
         let start = path.subtree_start();
+        // The nodes that cover `<path>/` hold `path` too, unless `path` is a window's own
+        // directory: then the window is not empty, and a descendant is found below.
         let searched = self.searched_for(windows, &start);
         searched.get(path.as_str()).is_some()
             || searched.first_from(Bound::Included(&start)).is_some_and(|(k, _)| k.as_str().starts_with(start.as_str()))
