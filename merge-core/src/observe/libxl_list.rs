@@ -144,8 +144,9 @@ impl<'a> Ctx<'a> {
         std::mem::take(&mut self.buf)
     }
 
-    fn local_read(&self, dir: &str, name: &str) -> Option<Read> {
-        self.local.as_ref().and_then(|l| l.read(dir, name, false))
+    /// [`Local::read`] of the record being parsed, if there is one.
+    fn local_read(&self, dir: &str, name: &str, valid: bool) -> Option<Read> {
+        self.local.as_ref().and_then(|l| l.read(dir, name, valid))
     }
 
     fn read_checked_at(&mut self, dir: &str, name: &str) -> R<Option<String>> {
@@ -158,7 +159,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn read_checked_at_known(&mut self, dir: &str, name: &str, valid: bool) -> R<Option<String>> {
-        match self.local.as_ref().and_then(|l| l.read(dir, name, valid)) {
+        match self.local_read(dir, name, valid) {
             Some(Read::Value(v)) => return Ok(Some(v)),
             Some(Read::Absent) => return Ok(None),
             _ => {}
@@ -170,7 +171,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn read_plain_at(&mut self, dir: &str, name: &str) -> Option<String> {
-        match self.local_read(dir, name) {
+        match self.local_read(dir, name, false) {
             Some(Read::Value(v)) => return Some(v),
             Some(_) => return None,
             None => {}
@@ -320,11 +321,7 @@ fn list_records(ctx: &mut Ctx<'_>, domid: u32, rule: &KindRule) -> R<Vec<XsDevic
     for entry in ctx.xs.directory(&dir) {
         // libxl reads `<dir>/<atoi(entry)>`, not `<dir>/<entry>`.
         let nr = cparse::atoi(entry.as_bytes());
-        let record = match u32::try_from(nr) {
-            Ok(n) => concat(&[&dir, "/", Decimal::of(n).as_str()]),
-            Err(_) => format!("{dir}/{nr}"),
-        };
-        out.push(record_from_xenstore(ctx, rule, &record, nr)?);
+        out.push(record_from_xenstore(ctx, rule, &concat(&[&dir, "/", Decimal::of_i32(nr).as_str()]), nr)?);
     }
     Ok(out)
 }

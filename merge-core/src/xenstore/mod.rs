@@ -246,34 +246,10 @@ impl Nodes {
         }
     }
 
-    /// The nodes whose paths start with `prefix`, which ends in `/`, in order. An array finds
-    /// them with [`below_slice`], where a range searches the whole array for both ends.
-    fn below<'a>(&'a self, prefix: &str) -> NodesIter<'a> {
-        match self {
-            Nodes::Sorted(v) => NodesIter::Sorted(below_slice(v, prefix).iter()),
-            Nodes::Map(_) => {
-                // The first string past every one that starts with `prefix`: `/` is followed
-                // by `0`.
-                let end = format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix));
-                self.range(Bound::Included(prefix), Bound::Excluded(&end))
-            }
-        }
-    }
-
     /// All the nodes, to search.
     fn searched(&self) -> Searched<'_> {
         match self {
             Nodes::Sorted(v) => Searched::Slice(v),
-            Nodes::Map(m) => Searched::Map(m),
-        }
-    }
-
-    /// The nodes to search for those whose paths start with `prefix`: an array's own slice of
-    /// them, found once, so that each later search stays in a few cache lines instead of
-    /// crossing the host's array; a map whole.
-    fn searched_below(&self, prefix: &str) -> Searched<'_> {
-        match self {
-            Nodes::Sorted(v) => Searched::Slice(below_slice(v, prefix)),
             Nodes::Map(m) => Searched::Map(m),
         }
     }
@@ -314,6 +290,30 @@ impl<'a> Searched<'a> {
                 v.get(sorted_position(v, path, false)).filter(|(k, _)| k.as_str() == path).map(|(k, n)| (k, n))
             }
             Searched::Map(m) => m.get_key_value(path),
+        }
+    }
+
+    /// The nodes to search for those whose paths start with `prefix`: an array's own slice of
+    /// them, found once, so that each later search stays in a few cache lines instead of
+    /// crossing the host's array; a map whole.
+    fn below(self, prefix: &str) -> Searched<'a> {
+        match self {
+            Searched::Slice(v) => Searched::Slice(below_slice(v, prefix)),
+            Searched::Map(m) => Searched::Map(m),
+        }
+    }
+
+    /// The nodes whose paths start with `prefix`, which ends in `/`, in order. An array finds
+    /// them with [`below_slice`], where a range searches the whole array for both ends.
+    fn iter_below(self, prefix: &str) -> NodesIter<'a> {
+        match self.below(prefix) {
+            Searched::Slice(v) => NodesIter::Sorted(v.iter()),
+            Searched::Map(m) => {
+                // The first string past every one that starts with `prefix`: `/` is followed
+                // by `0`.
+                let end = format!("{}0", prefix.strip_suffix('/').unwrap_or(prefix));
+                NodesIter::Map(m.range::<_, str>((Bound::Included(prefix), Bound::Excluded(end.as_str()))))
+            }
         }
     }
 
@@ -588,10 +588,7 @@ impl Tree {
         }
         let mut lower_included = true;
         let mut out: Vec<String> = Vec::new();
-        let below = match self.own_window(windows, &lower) {
-            Some(nodes) => Searched::Slice(below_slice(nodes, &lower)),
-            None => self.nodes.searched_below(&lower),
-        };
+        let below = self.searched_for(windows, &lower).below(&lower);
         loop {
             let bound = if lower_included { Bound::Included(lower.as_str()) } else { Bound::Excluded(lower.as_str()) };
             let prefix = &lower.as_bytes()[..prefix_len];
@@ -632,18 +629,14 @@ impl Tree {
         Some(Window { prefix, nodes })
     }
 
-    /// The window among `windows` that covers `path`, if it is one of this tree's own.
-    fn own_window<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Option<&'t [(Path, Node)]> {
-        let Nodes::Sorted(all) = &self.nodes else { return None };
-        // A window of another tree would answer for that tree: such a window is not used.
-        Window::covering(windows, path).filter(|w| all.as_ptr_range().contains(&w.as_ptr()))
-    }
-
-    /// The nodes to search for `path`: a window's when one covers it, else all of them.
+    /// The nodes to search for `path`: a window's when one of this tree's own covers it, else
+    /// all of them.
     fn searched_for<'t>(&'t self, windows: &[Option<Window<'t>>], path: &str) -> Searched<'t> {
-        match self.own_window(windows, path) {
-            Some(nodes) => Searched::Slice(nodes),
-            None => self.nodes.searched(),
+        let Nodes::Sorted(all) = &self.nodes else { return self.nodes.searched() };
+        match Window::covering(windows, path) {
+            // A window of another tree would answer for that tree: such a window is not used.
+            Some(nodes) if all.as_ptr_range().contains(&nodes.as_ptr()) => Searched::Slice(nodes),
+            _ => Searched::Slice(all),
         }
     }
 
@@ -660,11 +653,7 @@ impl Tree {
     ) -> impl Iterator<Item = (&'t Path, &'t Node)> + 't {
         let start = path.subtree_start();
         let own = self.searched_for(windows, path.as_str()).get_key_value(path.as_str());
-        let below = match self.own_window(windows, &start) {
-            Some(nodes) => NodesIter::Sorted(below_slice(nodes, &start).iter()),
-            None => self.nodes.below(&start),
-        };
-        own.into_iter().chain(below)
+        own.into_iter().chain(self.searched_for(windows, &start).iter_below(&start))
     }
 
     /// [`Tree::exists`], searching a window instead when one covers `path`.

@@ -46,11 +46,6 @@ impl Path {
         Ok(Path(Arc::from(s)))
     }
 
-    /// Checks `s` as [`Path::new`] does, without making a path.
-    pub fn check(s: &str) -> Result<(), PathError> {
-        validate(s)
-    }
-
     /// The path a checked text names, without checking it again.
     pub fn from_checked(checked: CheckedPath<'_>) -> Path {
         Path(Arc::from(checked.0))
@@ -145,13 +140,14 @@ pub fn concat(parts: &[&str]) -> String {
 /// A number as decimal text, on the stack: a domid or an index in a node path ([`concat`]).
 #[derive(Clone, Copy)]
 pub struct Decimal {
-    digits: [u8; 10],
+    /// Room for a sign and ten digits.
+    digits: [u8; 11],
     start: u8,
 }
 
 impl Decimal {
     pub fn of(mut n: u32) -> Decimal {
-        let mut digits = [b'0'; 10];
+        let mut digits = [b'0'; 11];
         let mut start = digits.len();
         loop {
             start -= 1;
@@ -164,8 +160,18 @@ impl Decimal {
         Decimal { digits, start: start as u8 }
     }
 
+    /// A signed number, as `%d` prints it.
+    pub fn of_i32(n: i32) -> Decimal {
+        let mut d = Decimal::of(n.unsigned_abs());
+        if n < 0 {
+            d.start -= 1;
+            d.digits[usize::from(d.start)] = b'-';
+        }
+        d
+    }
+
     pub fn as_str(&self) -> &str {
-        // Only ASCII digits are ever written.
+        // Only ASCII digits and a sign are ever written.
         std::str::from_utf8(&self.digits[self.start as usize..]).unwrap_or("0")
     }
 }
@@ -363,17 +369,20 @@ impl std::str::FromStr for Path {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn decimal_and_concat_agree_with_format() {
         for n in [0, 1, 9, 10, 99, 100, 4095, 65535, 1_000_000, u32::MAX - 1, u32::MAX] {
-            assert_eq!(super::Decimal::of(n).as_str(), n.to_string());
+            assert_eq!(Decimal::of(n).as_str(), n.to_string());
         }
-        let d = super::Decimal::of(42);
-        assert_eq!(super::concat(&["/local/domain/", d.as_str(), "/name"]), "/local/domain/42/name");
-        assert_eq!(super::concat(&[]), "");
+        for n in [0, 1, -1, 42, -42, i32::MAX, i32::MIN, i32::MIN + 1] {
+            assert_eq!(Decimal::of_i32(n).as_str(), n.to_string());
+        }
+        let d = Decimal::of(42);
+        assert_eq!(concat(&["/local/domain/", d.as_str(), "/name"]), "/local/domain/42/name");
+        assert_eq!(concat(&[]), "");
     }
-
-    use super::*;
 
     #[test]
     fn a_component_is_a_path_without_a_separator() {
