@@ -8,7 +8,7 @@
 
 use super::libxl_list::{parse_record_trusted, parse_record_trusted_or_where, pci_devices_at, XsDevice};
 use super::xs::XsView;
-use crate::rules::{DeviceKind, IdentityKey, IdentityRule, KindRule};
+use crate::rules::{disk_devid, DeviceKind, IdentityKey, IdentityRule, KindRule};
 use crate::xenstore::{Node, Path, Tree};
 use std::collections::BTreeMap;
 
@@ -188,6 +188,11 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
                 (IdentityRule::Devid, IdentityKey::Devid(k)) if *k != devid => {
                     Err(format!("the record reads as devid {k} but lives under {devid}: a partial record"))
                 }
+                // A disk's vdev names its directory (libxl numbers the directory from it); one
+                // naming another directory would make this disk that one's duplicate.
+                (IdentityRule::Vdev, IdentityKey::Vdev(Some(v))) if vdev_names_other(v, devid).is_some() => {
+                    Err(format!("the record's dev {v} names another disk's directory, not {devid}"))
+                }
                 _ => Ok(d),
             }),
             trusted: !guest_writable(tree, &rpath, guest),
@@ -202,6 +207,23 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     out
 }
 
+/// The devid `vdev` names, when that is not `devid`, the number of the directory it was read
+/// under.
+fn vdev_names_other(vdev: &str, devid: i64) -> Option<i64> {
+    disk_devid(vdev).filter(|&k| k != devid)
+}
+
+/// The vdev of the disk at directory `devid`, given the one a node names: that one, unless it
+/// names another disk's directory. Then the directory's own number, which libxl reads back as
+/// the same devid: two live disks must not go by one vdev, or the next pass would take them
+/// for one device written twice.
+pub fn disk_vdev_at(devid: i64, named: String) -> String {
+    match vdev_names_other(&named, devid) {
+        Some(_) => devid.to_string(),
+        None => named,
+    }
+}
+
 /// A device rebuilt from its backend ([`record_from_backend`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rebuilt {
@@ -209,6 +231,9 @@ pub struct Rebuilt {
     /// The nodes left out because libxl's reader rejects their values (a vtpm's malformed
     /// `uuid`): each backend node, and why. libxl cannot list the kind while they stay.
     pub rejected: Vec<(String, String)>,
+    /// The backend's `dev` when it names another disk's directory: the disk then goes by its
+    /// directory's number ([`disk_vdev_at`]).
+    pub vdev_replaced: Option<String>,
 }
 
 /// Rebuilds a record from a backend directory when libxl's record is missing or malformed:
@@ -237,7 +262,16 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
         match parse_record_trusted_or_where(&XsView::new(&tree), rule, &fake, ev.devid as i32) {
             Ok(mut device) => {
                 device.record_path = be.path.clone();
-                return Some(Rebuilt { device, rejected });
+                let mut vdev_replaced = None;
+                if let IdentityKey::Vdev(Some(named)) = &device.key {
+                    let vdev = disk_vdev_at(ev.devid, named.clone());
+                    if vdev != *named {
+                        vdev_replaced = Some(named.clone());
+                        device.fields.insert("vdev".into(), vdev.clone().into());
+                        device.key = IdentityKey::Vdev(Some(vdev));
+                    }
+                }
+                return Some(Rebuilt { device, rejected, vdev_replaced });
             }
             Err((at, reason)) => {
                 // Only a value the backend holds (read there, or from its copy in the record

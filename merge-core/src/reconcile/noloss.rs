@@ -13,7 +13,8 @@ use crate::cparse;
 use crate::decision::{Action, Class, Decision, Evidence, Provenance, Subject};
 use crate::hypervisor::{GuestType, HypervisorDomain, RunState, Scheduler};
 use crate::observe::evidence::{
-    device_evidence, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend, DeviceEvidence, Rebuilt,
+    device_evidence, disk_vdev_at, guest_writable, pci_evidence, record_from_backend, usb_ports, Backend,
+    DeviceEvidence, Rebuilt,
 };
 use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
@@ -474,7 +475,7 @@ fn xs_identity(run: &Run<'_>, rule: &KindRule, ev: &DeviceEvidence, dev: Option<
         // Without a trusted node naming the vdev, the disk is known by its devid only.
         let vdev = ev.trusted_backend().and_then(|b| run.xs.value(&format!("{}/dev", b.path)));
         return match vdev {
-            Some(v) => IdentityKey::Vdev(Some(v)),
+            Some(v) => IdentityKey::Vdev(Some(disk_vdev_at(ev.devid, v))),
             None => IdentityKey::Devid(ev.devid),
         };
     }
@@ -784,10 +785,10 @@ fn xenstore_only(
     match ev.trusted_backend().filter(|b| b.domain_alive) {
         Some(b) if !b.closed() => {
             let rebuilt = match &record {
-                Some(dev) => Some(Rebuilt { device: dev.clone(), rejected: Vec::new() }),
+                Some(dev) => Some(Rebuilt { device: dev.clone(), rejected: Vec::new(), vdev_replaced: None }),
                 None => record_from_backend(&run.xs, rule, run.domid, ev),
             };
-            let Some(Rebuilt { device: dev, rejected }) = rebuilt else {
+            let Some(Rebuilt { device: dev, rejected, vdev_replaced }) = rebuilt else {
                 run.decisions.push(
                     Decision::new(
                         subject,
@@ -823,6 +824,12 @@ fn xenstore_only(
                 if record.is_some() { "libxl's record" } else { "its backend (no usable libxl record)" },
                 if unknown.is_empty() { "nothing".to_string() } else { unknown.join(", ") }
             );
+            if let Some(named) = &vdev_replaced {
+                reason.push_str(&format!(
+                    "; its backend's dev {named} names another disk's directory: it goes by its own directory's number, {}",
+                    ev.devid
+                ));
+            }
             for (node, why) in &rejected {
                 reason.push_str(&format!(
                     "; {node} is left out and removed: libxl's reader rejects it ({why}), and nothing says what it should be"
