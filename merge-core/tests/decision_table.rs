@@ -362,86 +362,101 @@ fn of_two_differing_copies_of_a_device_the_same_one_is_kept_in_any_order() {
     assert_eq!(kept[0], kept[1]);
 }
 
-/// A disk whose record (and perhaps its backend too) names another live disk's vdev, as a
-/// damaged `dev` node does: no-loss keeps both disks under distinct vdevs (its own, or its
-/// directory's number when nothing names it), plans the record's rewrite, and a second pass
-/// gives the same configuration. Before, both came out as one vdev and the next pass dropped
-/// one as a duplicate (found by the `reconcile` fuzz target).
+/// Disks whose `dev` does not name their directory, as damaged nodes do: one names another
+/// live disk's vdev, or two name no disk at all (the same empty name), in the records only or
+/// in the backends too. no-loss keeps every disk once, each under a vdev naming its own
+/// directory (its own, or the directory's number when no node names it), plans the records'
+/// rewrite, and a second pass gives the same configuration. Before, two disks came out under
+/// one vdev and the next pass dropped one as a duplicate (found by the `reconcile` fuzz target).
 #[test]
-fn a_disk_whose_dev_names_another_disk_keeps_its_own_identity() {
+fn a_disk_whose_dev_does_not_name_its_directory_keeps_its_own_identity() {
+    type Disk<'a> = (&'a DeviceSpec, serde_json::Value);
+    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap().to_string();
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strat = host(HostProfile::clean());
     let mut checked = 0;
     for _ in 0..400 {
         let g = strat.new_tree(&mut runner).unwrap().current();
         for guest in &g.guests {
-            let disks: Vec<(&DeviceSpec, serde_json::Value)> = guest
+            let disks: Vec<Disk> = guest
                 .devices
                 .iter()
                 .filter(|d| d.kind() == Kind::Disk && d.backend_domid == 0)
                 .filter_map(|d| Some((d, device_json(d)?)))
                 .filter(|(_, v)| v.get("pdev_path").and_then(serde_json::Value::as_str).is_some_and(|p| !p.is_empty()))
                 .collect();
-            let [(_, a_json), (b, b_json), ..] = disks.as_slice() else { continue };
-            let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap().to_string();
-            let (a_vdev, b_vdev, a_pdev, b_pdev) =
-                (text(a_json, "vdev"), text(b_json, "vdev"), text(a_json, "pdev_path"), text(b_json, "pdev_path"));
-            let b_paths = device_paths(guest, b).unwrap();
-            let b_devid = b_paths.record.rsplit('/').next().unwrap().to_string();
-            for backend_too in [false, true] {
-                let mut tree = g.scenario.tree.clone();
-                set(&mut tree, &format!("{}/dev", b_paths.record), &a_vdev);
-                if backend_too {
-                    set(&mut tree, &format!("{}/dev", backend(&b_paths)), &a_vdev);
-                }
-                let full = json_of(&g, guest.domid);
-                let mut without_b = full.clone();
-                drop_entry(&mut without_b, &Entry { array: DeviceArray::Disks, value: b_json.clone() });
-                for (json, b_in_json) in [
-                    (JsonReplica::Present(full), true),
-                    (JsonReplica::Present(without_b), false),
-                    (JsonReplica::Missing, false),
-                ] {
-                    let inputs = Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host };
-                    let out = reconcile(inputs, Policy::NoLoss);
-                    let cfg = out.config.as_ref().expect("a configuration");
-                    let disks = cfg.devices(DeviceArray::Disks);
-                    let by = |k: &str, v: &str| -> Vec<&serde_json::Value> {
-                        disks.iter().filter(|e| e.get(k).and_then(serde_json::Value::as_str) == Some(v)).collect()
-                    };
-                    let case = format!("backend too: {backend_too}, b in the JSON: {b_in_json}");
-                    let named_a = by("vdev", &a_vdev);
-                    assert_eq!(named_a.len(), 1, "{case}: one disk goes by {a_vdev}: {disks:#?}");
-                    assert_eq!(text(named_a[0], "pdev_path"), a_pdev, "{case}: and it is {a_vdev}");
-                    let bs = by("pdev_path", &b_pdev);
-                    assert_eq!(bs.len(), 1, "{case}: the damaged disk is kept once: {disks:#?}");
-                    let expected = if backend_too && !b_in_json { b_devid.clone() } else { b_vdev.clone() };
-                    assert_eq!(text(bs[0], "vdev"), expected, "{case}");
-                    let rewrite = out.plan.steps.iter().any(|s| {
-                        matches!(&s.action, merge_core::plan::Action::RewriteRecord { record, .. } if *record == b_paths.record)
-                    });
-                    assert!(rewrite, "{case}: the record is rewritten: {:#?}", out.plan.steps);
-                    let again = reconcile(
-                        Inputs {
-                            domid: guest.domid,
-                            json: &JsonReplica::Present(cfg.clone()),
-                            tree: &tree,
-                            host: &g.scenario.host,
-                        },
-                        Policy::NoLoss,
-                    );
-                    assert_eq!(
-                        again.config.as_ref().unwrap().to_libxl_json(),
-                        cfg.to_libxl_json(),
-                        "{case}: a second pass is the identity"
-                    );
-                    checked += 1;
+            let [a, b, ..] = disks.as_slice() else { continue };
+            let a_vdev = text(&a.1, "vdev");
+            // (which disks are damaged, the name their `dev` gets)
+            let damages: [(Vec<&Disk>, &str); 2] = [(vec![b], &a_vdev), (vec![a, b], "")];
+            for (damaged, name) in damages {
+                for backend_too in [false, true] {
+                    let mut tree = g.scenario.tree.clone();
+                    for (d, _) in &damaged {
+                        let paths = device_paths(guest, d).unwrap();
+                        set(&mut tree, &format!("{}/dev", paths.record), name);
+                        if backend_too {
+                            set(&mut tree, &format!("{}/dev", backend(&paths)), name);
+                        }
+                    }
+                    let full = json_of(&g, guest.domid);
+                    let mut without_b = full.clone();
+                    drop_entry(&mut without_b, &Entry { array: DeviceArray::Disks, value: b.1.clone() });
+                    for (json, b_in_json) in [
+                        (JsonReplica::Present(full), true),
+                        (JsonReplica::Present(without_b), false),
+                        (JsonReplica::Missing, false),
+                    ] {
+                        let case = format!(
+                            "{} disk(s) named {name:?}, backend too: {backend_too}, b in the JSON: {b_in_json}",
+                            damaged.len()
+                        );
+                        let inputs = Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host };
+                        let out = reconcile(inputs, Policy::NoLoss);
+                        let cfg = out.config.as_ref().expect("a configuration");
+                        let disks_out = cfg.devices(DeviceArray::Disks);
+                        for (d, value) in [a, b] {
+                            let paths = device_paths(guest, d).unwrap();
+                            let ours: Vec<_> =
+                                disks_out.iter().filter(|e| text(e, "pdev_path") == text(value, "pdev_path")).collect();
+                            assert_eq!(ours.len(), 1, "{case}: each disk is kept once: {disks_out:#?}");
+                            // A JSON entry keeps its vdev; a recovered disk whose nodes all
+                            // name another directory goes by its own directory's number.
+                            let in_json =
+                                matches!(&json, JsonReplica::Present(_)) && (b_in_json || !std::ptr::eq(*d, b.0));
+                            let named_wrong = backend_too && damaged.iter().any(|x| std::ptr::eq(x.0, *d));
+                            let directory = paths.record.rsplit('/').next().unwrap().to_string();
+                            let expected = if named_wrong && !in_json { directory } else { text(value, "vdev") };
+                            assert_eq!(text(ours[0], "vdev"), expected, "{case}");
+                            if damaged.iter().any(|x| std::ptr::eq(x.0, *d)) {
+                                let rewrite = out.plan.steps.iter().any(|s| {
+                                    matches!(&s.action, merge_core::plan::Action::RewriteRecord { record, .. } if *record == paths.record)
+                                });
+                                assert!(rewrite, "{case}: the record is rewritten: {:#?}", out.plan.steps);
+                            }
+                        }
+                        let again = reconcile(
+                            Inputs {
+                                domid: guest.domid,
+                                json: &JsonReplica::Present(cfg.clone()),
+                                tree: &tree,
+                                host: &g.scenario.host,
+                            },
+                            Policy::NoLoss,
+                        );
+                        assert_eq!(
+                            again.config.as_ref().unwrap().to_libxl_json(),
+                            cfg.to_libxl_json(),
+                            "{case}: a second pass is the identity"
+                        );
+                        checked += 1;
+                    }
                 }
             }
         }
-        if checked >= 12 {
+        if checked >= 24 {
             break;
         }
     }
-    assert!(checked >= 12, "too few guests with two disks: {checked} cases");
+    assert!(checked >= 24, "too few guests with two disks: {checked} cases");
 }

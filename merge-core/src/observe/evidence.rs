@@ -188,10 +188,11 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
                 (IdentityRule::Devid, IdentityKey::Devid(k)) if *k != devid => {
                     Err(format!("the record reads as devid {k} but lives under {devid}: a partial record"))
                 }
-                // A disk's vdev names its directory (libxl numbers the directory from it); one
-                // naming another directory would make this disk that one's duplicate.
-                (IdentityRule::Vdev, IdentityKey::Vdev(Some(v))) if vdev_names_other(v, devid).is_some() => {
-                    Err(format!("the record's dev {v} names another disk's directory, not {devid}"))
+                // libxl numbers a disk's directory from its vdev. A record whose `dev` names
+                // another directory, or none, is not this disk's: trusted, it would give two
+                // live disks one vdev, and the next pass would take them for one device.
+                (IdentityRule::Vdev, IdentityKey::Vdev(Some(v))) if !vdev_names(v, devid) => {
+                    Err(format!("the record's dev {v:?} does not name its directory {devid}"))
                 }
                 _ => Ok(d),
             }),
@@ -207,20 +208,19 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     out
 }
 
-/// The devid `vdev` names, when that is not `devid`, the number of the directory it was read
-/// under.
-fn vdev_names_other(vdev: &str, devid: i64) -> Option<i64> {
-    disk_devid(vdev).filter(|&k| k != devid)
+/// Whether `vdev` names the disk directory numbered `devid`.
+fn vdev_names(vdev: &str, devid: i64) -> bool {
+    disk_devid(vdev) == Some(devid)
 }
 
-/// The vdev of the disk at directory `devid`, given the one a node names: that one, unless it
-/// names another disk's directory. Then the directory's own number, which libxl reads back as
-/// the same devid: two live disks must not go by one vdev, or the next pass would take them
-/// for one device written twice.
+/// The vdev of the disk at directory `devid`, given the one a node names: that one if it names
+/// this directory, else the directory's own number, which libxl reads back as the same devid.
+/// So no two live disks go by one vdev, which the next pass would take for one device.
 pub fn disk_vdev_at(devid: i64, named: String) -> String {
-    match vdev_names_other(&named, devid) {
-        Some(_) => devid.to_string(),
-        None => named,
+    if vdev_names(&named, devid) {
+        named
+    } else {
+        devid.to_string()
     }
 }
 
@@ -231,8 +231,8 @@ pub struct Rebuilt {
     /// The nodes left out because libxl's reader rejects their values (a vtpm's malformed
     /// `uuid`): each backend node, and why. libxl cannot list the kind while they stay.
     pub rejected: Vec<(String, String)>,
-    /// The backend's `dev` when it names another disk's directory: the disk then goes by its
-    /// directory's number ([`disk_vdev_at`]).
+    /// The backend's `dev` when it does not name the disk's directory: the disk then goes by
+    /// the directory's number ([`disk_vdev_at`]).
     pub vdev_replaced: Option<String>,
 }
 

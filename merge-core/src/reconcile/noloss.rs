@@ -498,9 +498,9 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
             drop_duplicate(run, rule, array, key, entry, &entries[keeper[i]]);
             continue;
         }
-        // By directory number; else (a disk whose vdev names no devid, e.g. an empty `dev`
-        // copied from a damaged record) by the identity an unmatched device's record gives, so
-        // an entry recovered from that record is recognised on the next pass.
+        // By directory number; else by the identity an unmatched device's nodes give, so that
+        // a disk recovered under a vdev that names no devid (its directory's number, when that
+        // is beyond what libxl reads as one) is recognised on the next pass.
         let found =
             json_devid(rule, &entry, i).and_then(|d| evidence.iter().position(|e| e.devid == d)).or_else(|| {
                 evidence
@@ -826,7 +826,7 @@ fn xenstore_only(
             );
             if let Some(named) = &vdev_replaced {
                 reason.push_str(&format!(
-                    "; its backend's dev {named} names another disk's directory: it goes by its own directory's number, {}",
+                    "; its backend's dev {named:?} does not name its directory either: it goes by the directory's number, {}",
                     ev.devid
                 ));
             }
