@@ -426,8 +426,17 @@ fn a_disk_whose_dev_does_not_name_its_directory_keeps_its_own_identity() {
                                 matches!(&json, JsonReplica::Present(_)) && (b_in_json || !std::ptr::eq(*d, b.0));
                             let named_wrong = backend_too && damaged.iter().any(|x| std::ptr::eq(x.0, *d));
                             let directory = paths.record.rsplit('/').next().unwrap().to_string();
-                            let expected = if named_wrong && !in_json { directory } else { text(value, "vdev") };
+                            let expected =
+                                if named_wrong && !in_json { directory.clone() } else { text(value, "vdev") };
                             assert_eq!(text(ours[0], "vdev"), expected, "{case}");
+                            if named_wrong && !in_json {
+                                let key = IdentityKey::Vdev(Some(directory.clone()));
+                                let d = find_decision(&out, &key, "disk").expect("a decision for the disk");
+                                let says = format!(
+                                    "its backend's dev {name:?} does not name its directory: it goes by the directory's number, {directory}"
+                                );
+                                assert!(d.reason.contains(&says), "{case}: {}", d.reason);
+                            }
                             if damaged.iter().any(|x| std::ptr::eq(x.0, *d)) {
                                 let rewrite = out.plan.steps.iter().any(|s| {
                                     matches!(&s.action, merge_core::plan::Action::RewriteRecord { record, .. } if *record == paths.record)

@@ -826,7 +826,7 @@ fn xenstore_only(
             );
             if let Some(named) = &vdev_replaced {
                 reason.push_str(&format!(
-                    "; its backend's dev {named:?} does not name its directory either: it goes by the directory's number, {}",
+                    "; its backend's dev {named:?} does not name its directory: it goes by the directory's number, {}",
                     ev.devid
                 ));
             }
