@@ -8,6 +8,8 @@
 //! - xenstore removals come before the JSON edit that forgets the device, so a crash in
 //!   between leaves JSON ⊇ xenstore, the invariant libxl relies on;
 //! - a frontend is removed only after its backend is Closed and reaped;
+//! - a backend node is restored before the device's record is rewritten (a copy of the
+//!   backend);
 //! - a usbdev is added after its usb controller and removed before it;
 //! - destroying a half-created domain comes after every other step (no-loss plans it alone:
 //!   a domain about to be destroyed needs no other repair).
@@ -196,6 +198,10 @@ fn must_precede(a: &Step, b: &Step) -> bool {
         return !destroys(a);
     }
     if a.subject == b.subject {
+        // A rewritten record copies the backend: a backend node is restored first.
+        if matches!((&a.action, &b.action), (Action::RestoreBackendNode { .. }, Action::RewriteRecord { .. })) {
+            return true;
+        }
         // Same device: xenstore work in phase order, and before any JSON edit.
         return a.action.phase() < b.action.phase() && (!a.action.touches_json() || b.action.touches_json());
     }

@@ -408,8 +408,9 @@ fn a_disk_whose_dev_does_not_name_its_directory_keeps_its_own_identity() {
                         (JsonReplica::Missing, false),
                     ] {
                         let case = format!(
-                            "{} disk(s) named {name:?}, backend too: {backend_too}, b in the JSON: {b_in_json}",
-                            damaged.len()
+                            "{} disk(s) named {name:?}, backend too: {backend_too}, b in the JSON: {b_in_json}, userdata: {}",
+                            damaged.len(),
+                            if matches!(json, JsonReplica::Present(_)) { "present" } else { "missing" }
                         );
                         let inputs = Inputs { domid: guest.domid, json: &json, tree: &tree, host: &g.scenario.host };
                         let out = reconcile(inputs, Policy::NoLoss);
@@ -438,10 +439,23 @@ fn a_disk_whose_dev_does_not_name_its_directory_keeps_its_own_identity() {
                                 assert!(d.reason.contains(&says), "{case}: {}", d.reason);
                             }
                             if damaged.iter().any(|x| std::ptr::eq(x.0, *d)) {
-                                let rewrite = out.plan.steps.iter().any(|s| {
-                                    matches!(&s.action, merge_core::plan::Action::RewriteRecord { record, .. } if *record == paths.record)
-                                });
-                                assert!(rewrite, "{case}: the record is rewritten: {:#?}", out.plan.steps);
+                                use merge_core::plan::Action as Step;
+                                let steps = &out.plan.steps;
+                                let rewrite = steps.iter().position(
+                                    |s| matches!(&s.action, Step::RewriteRecord { record, .. } if *record == paths.record),
+                                );
+                                assert!(rewrite.is_some(), "{case}: the record is rewritten: {steps:#?}");
+                                // The record copies the backend: a backend `dev` that does not
+                                // name the directory is written back first, with the vdev kept.
+                                let dev_node = format!("{}/dev", backend(&paths));
+                                let restore = steps.iter().position(
+                                    |s| matches!(&s.action, Step::RestoreBackendNode { path, value } if *path == dev_node && *value == expected),
+                                );
+                                if backend_too {
+                                    assert!(restore < rewrite && restore.is_some(), "{case}: {steps:#?}");
+                                } else {
+                                    assert_eq!(restore, None, "{case}: the backend's dev is right: {steps:#?}");
+                                }
                             }
                         }
                         let again = reconcile(
@@ -458,6 +472,30 @@ fn a_disk_whose_dev_does_not_name_its_directory_keeps_its_own_identity() {
                             cfg.to_libxl_json(),
                             "{case}: a second pass is the identity"
                         );
+                        // Law 4: the plan applied, the replicas agree. Without userdata the
+                        // repair starts a file from the merged domain with no devices.
+                        let base = match &json {
+                            JsonReplica::Present(c) => c.clone(),
+                            _ => {
+                                let mut c = cfg.clone();
+                                for a in DeviceArray::ALL {
+                                    c.set_devices(a, Vec::new());
+                                }
+                                c
+                            }
+                        };
+                        let (json2, tree2) = merge_core::plan::apply(&out.plan, &base, &tree);
+                        let repaired = reconcile(
+                            Inputs {
+                                domid: guest.domid,
+                                json: &JsonReplica::Present(json2),
+                                tree: &tree2,
+                                host: &g.scenario.host,
+                            },
+                            Policy::NoLoss,
+                        );
+                        assert!(!repaired.is_half_baked(), "{case}: {:#?}", repaired.decisions);
+                        assert!(repaired.plan.is_empty(), "{case}: {:#?}", repaired.plan.steps);
                         checked += 1;
                     }
                 }

@@ -592,6 +592,15 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                 if rule.kind == DeviceKind::Vtpm {
                     restore_vtpm_uuid(run, &b, &entry, &key, &mut d);
                 }
+                if rule.kind == DeviceKind::Disk {
+                    let vdev = entry.get("vdev").and_then(Value::as_str).unwrap_or("");
+                    if let Some(named) = restore_disk_dev(run, &b, ev.devid, vdev, &key, "noloss.device.record-missing")
+                    {
+                        d.reason.push_str(&format!(
+                            "; the backend's dev {named:?} does not name its directory: the JSON's is written back"
+                        ));
+                    }
+                }
                 run.steps.push(Step {
                     subject: Subject::Device { kind: rule.kind, key: key.clone() },
                     action: Step_::RewriteRecord {
@@ -664,6 +673,30 @@ fn restore_vtpm_uuid(run: &mut Run<'_>, b: &Backend, entry: &Value, key: &Identi
             because: "noloss.device.record-missing",
         });
     }
+}
+
+/// A rewritten record copies the backend's `dev`: when that does not name the disk's
+/// directory, the record would be rejected again on the next pass. Plans to write `vdev` back
+/// first, if it names the directory, and returns the value it replaces.
+fn restore_disk_dev(
+    run: &mut Run<'_>,
+    b: &Backend,
+    devid: i64,
+    vdev: &str,
+    key: &IdentityKey,
+    because: &'static str,
+) -> Option<String> {
+    let path = format!("{}/dev", b.path);
+    let named = run.xs.value(&path)?;
+    if disk_devid(&named) == Some(devid) || disk_devid(vdev) != Some(devid) {
+        return None;
+    }
+    run.steps.push(Step {
+        subject: Subject::Device { kind: DeviceKind::Disk, key: key.clone() },
+        action: Step_::RestoreBackendNode { path, value: vdev.to_string() },
+        because,
+    });
+    Some(named)
 }
 
 /// The device just decided on is kept, but libxl 4.17 drops it with its whole kind: say so
@@ -826,7 +859,7 @@ fn xenstore_only(
             );
             if let Some(named) = &vdev_replaced {
                 reason.push_str(&format!(
-                    "; its backend's dev {named:?} does not name its directory: it goes by the directory's number, {}",
+                    "; its backend's dev {named:?} does not name its directory: it goes by the directory's number, {}, which is written back",
                     ev.devid
                 ));
             }
@@ -844,6 +877,10 @@ fn xenstore_only(
             run.decisions.push(d);
             let record_path = format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid);
             if record.is_none() {
+                if vdev_replaced.is_some() {
+                    let vdev = ev.devid.to_string();
+                    restore_disk_dev(run, b, ev.devid, &vdev, &key, "noloss.device.recovered");
+                }
                 push_step(
                     run,
                     Step_::RewriteRecord {
