@@ -68,17 +68,18 @@ impl Action {
     fn phase(&self) -> u8 {
         match self {
             Action::WaitForConnection { .. } => 0,
+            // A rewritten record copies the backend: a backend node is restored first.
             Action::RestoreBackendNode { .. } => 1,
-            Action::RewriteRecord { .. } => 1,
-            Action::FinishUnplug { .. } => 2,
-            Action::RemovePciFunction { .. } => 2,
-            Action::ReapNodes { .. } => 3,
-            Action::RemoveStaleFrontend { .. } => 4,
-            Action::AddJsonEntry { .. } => 5,
-            Action::RewriteJsonEntry { .. } => 5,
-            Action::DedupJsonEntries { .. } => 6,
-            Action::DropJsonEntry { .. } => 7,
-            Action::DestroyHalfCreatedDomain { .. } => 8,
+            Action::RewriteRecord { .. } => 2,
+            Action::FinishUnplug { .. } => 3,
+            Action::RemovePciFunction { .. } => 3,
+            Action::ReapNodes { .. } => 4,
+            Action::RemoveStaleFrontend { .. } => 5,
+            Action::AddJsonEntry { .. } => 6,
+            Action::RewriteJsonEntry { .. } => 6,
+            Action::DedupJsonEntries { .. } => 7,
+            Action::DropJsonEntry { .. } => 8,
+            Action::DestroyHalfCreatedDomain { .. } => 9,
         }
     }
 
@@ -101,7 +102,7 @@ impl Action {
     }
 
     fn touches_json(&self) -> bool {
-        self.phase() >= 5
+        self.phase() >= 6
     }
 }
 
@@ -198,10 +199,6 @@ fn must_precede(a: &Step, b: &Step) -> bool {
         return !destroys(a);
     }
     if a.subject == b.subject {
-        // A rewritten record copies the backend: a backend node is restored first.
-        if matches!((&a.action, &b.action), (Action::RestoreBackendNode { .. }, Action::RewriteRecord { .. })) {
-            return true;
-        }
         // Same device: xenstore work in phase order, and before any JSON edit.
         return a.action.phase() < b.action.phase() && (!a.action.touches_json() || b.action.touches_json());
     }

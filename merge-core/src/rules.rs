@@ -463,6 +463,12 @@ pub fn disk_devid(vdev: &str) -> Option<i64> {
     None
 }
 
+/// Whether `vdev` names the disk directory numbered `devid` (libxl numbers a disk's
+/// directory from its vdev).
+pub fn vdev_names_devid(vdev: &str, devid: i64) -> bool {
+    disk_devid(vdev) == Some(devid)
+}
+
 #[cfg(test)]
 mod devid_tests {
     use super::disk_devid;

@@ -8,7 +8,7 @@
 
 use super::libxl_list::{parse_record_trusted, parse_record_trusted_or_where, pci_devices_at, XsDevice};
 use super::xs::XsView;
-use crate::rules::{disk_devid, DeviceKind, IdentityKey, IdentityRule, KindRule};
+use crate::rules::{vdev_names_devid, DeviceKind, IdentityKey, IdentityRule, KindRule};
 use crate::xenstore::{Node, Path, Tree};
 use std::collections::BTreeMap;
 
@@ -191,7 +191,7 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
                 // libxl numbers a disk's directory from its vdev. A record whose `dev` names
                 // another directory, or none, is not this disk's: trusted, it would give two
                 // live disks one vdev, and the next pass would take them for one device.
-                (IdentityRule::Vdev, IdentityKey::Vdev(Some(v))) if !vdev_names(v, devid) => {
+                (IdentityRule::Vdev, IdentityKey::Vdev(Some(v))) if !vdev_names_devid(v, devid) => {
                     Err(format!("the record's dev {v:?} does not name its directory {devid}"))
                 }
                 _ => Ok(d),
@@ -208,16 +208,11 @@ pub fn device_evidence(xs: &XsView<'_>, guest: u32, rule: &KindRule) -> Vec<Devi
     out
 }
 
-/// Whether `vdev` names the disk directory numbered `devid`.
-fn vdev_names(vdev: &str, devid: i64) -> bool {
-    disk_devid(vdev) == Some(devid)
-}
-
 /// The vdev of the disk at directory `devid`, given the one a node names: that one if it names
 /// this directory, else the directory's own number, which libxl reads back as the same devid.
 /// So no two live disks go by one vdev, which the next pass would take for one device.
 pub fn disk_vdev_at(devid: i64, named: String) -> String {
-    if vdev_names(&named, devid) {
+    if vdev_names_devid(&named, devid) {
         named
     } else {
         devid.to_string()
@@ -263,12 +258,11 @@ pub fn record_from_backend(xs: &XsView<'_>, rule: &KindRule, guest: u32, ev: &De
             Ok(mut device) => {
                 device.record_path = be.path.clone();
                 let mut vdev_replaced = None;
-                if let IdentityKey::Vdev(Some(named)) = &device.key {
+                if let IdentityKey::Vdev(Some(named)) = &mut device.key {
                     let vdev = disk_vdev_at(ev.devid, named.clone());
                     if vdev != *named {
-                        vdev_replaced = Some(named.clone());
                         device.fields.insert("vdev".into(), vdev.clone().into());
-                        device.key = IdentityKey::Vdev(Some(vdev));
+                        vdev_replaced = Some(std::mem::replace(named, vdev));
                     }
                 }
                 return Some(Rebuilt { device, rejected, vdev_replaced });

@@ -19,7 +19,9 @@ use crate::observe::evidence::{
 use crate::observe::libxl_list::{libxl_list, Listing, XsDevice};
 use crate::observe::xs::XsView;
 use crate::plan::{Action as Step_, Plan, Step};
-use crate::rules::{disk_devid, json_identity, DeviceKind, IdentityKey, IdentityRule, KindRule, ListSource};
+use crate::rules::{
+    disk_devid, json_identity, vdev_names_devid, DeviceKind, IdentityKey, IdentityRule, KindRule, ListSource,
+};
 use crate::xenstore::Path;
 use serde_json::Value;
 
@@ -593,8 +595,8 @@ fn recorded_kind(run: &mut Run<'_>, cfg: &mut DomainConfig, rule: &'static KindR
                     restore_vtpm_uuid(run, &b, &entry, &key, &mut d);
                 }
                 if rule.kind == DeviceKind::Disk {
-                    let vdev = entry.get("vdev").and_then(Value::as_str).unwrap_or("");
-                    if let Some(named) = restore_disk_dev(run, &b, ev.devid, vdev, &key, "noloss.device.record-missing")
+                    if let Some(named) =
+                        restore_disk_dev(run, &b, ev.devid, &entry, &key, "noloss.device.record-missing")
                     {
                         d.reason.push_str(&format!(
                             "; the backend's dev {named:?} does not name its directory: the JSON's is written back"
@@ -676,19 +678,21 @@ fn restore_vtpm_uuid(run: &mut Run<'_>, b: &Backend, entry: &Value, key: &Identi
 }
 
 /// A rewritten record copies the backend's `dev`: when that does not name the disk's
-/// directory, the record would be rejected again on the next pass. Plans to write `vdev` back
-/// first, if it names the directory, and returns the value it replaces.
+/// directory, the record would be rejected again on the next pass. Plans to write the disk's
+/// JSON `entry`'s vdev back first, if that names the directory, and returns the value it
+/// replaces.
 fn restore_disk_dev(
     run: &mut Run<'_>,
     b: &Backend,
     devid: i64,
-    vdev: &str,
+    entry: &Value,
     key: &IdentityKey,
     because: &'static str,
 ) -> Option<String> {
+    let vdev = entry.get("vdev").and_then(Value::as_str).unwrap_or("");
     let path = format!("{}/dev", b.path);
     let named = run.xs.value(&path)?;
-    if disk_devid(&named) == Some(devid) || disk_devid(vdev) != Some(devid) {
+    if vdev_names_devid(&named, devid) || !vdev_names_devid(vdev, devid) {
         return None;
     }
     run.steps.push(Step {
@@ -877,9 +881,8 @@ fn xenstore_only(
             run.decisions.push(d);
             let record_path = format!("/libxl/{}/device/{}/{}", run.domid, rule.xs_kind, ev.devid);
             if record.is_none() {
-                if vdev_replaced.is_some() {
-                    let vdev = ev.devid.to_string();
-                    restore_disk_dev(run, b, ev.devid, &vdev, &key, "noloss.device.recovered");
+                if rule.kind == DeviceKind::Disk {
+                    restore_disk_dev(run, b, ev.devid, &entry, &key, "noloss.device.recovered");
                 }
                 push_step(
                     run,
